@@ -1,0 +1,202 @@
+//! What the HTTP handlers share: settings fixed at start, the state, the self-metrics, and
+//! the configuration files that SIGHUP and `/-/reload` re-read.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ipnet::IpNet;
+use parking_lot::RwLock;
+
+use crate::cli::ServeArgs;
+use crate::ingest::Ingest;
+use crate::metrics::Metrics;
+use crate::names::Names;
+use crate::payload;
+use crate::secret::Secret;
+use crate::web_config::WebConfig;
+
+/// Settings fixed at start, from the flags.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub payload: payload::Options,
+    pub webhook_path: String,
+    pub telemetry_path: String,
+    pub max_body_bytes: u64,
+    pub body_timeout: Duration,
+    pub enable_admin_api: bool,
+    pub enable_lifecycle: bool,
+    pub allowed_cidrs: Vec<IpNet>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub names_file: Option<PathBuf>,
+    pub secret_file: Option<PathBuf>,
+    pub web_config_file: Option<PathBuf>,
+}
+
+impl Settings {
+    pub fn from_args(args: &ServeArgs) -> Settings {
+        Settings {
+            payload: payload::Options {
+                zone: args.timezone.clone(),
+                max_future_skew: args.max_future_skew,
+                expose_token_ids: args.expose_token_ids,
+            },
+            webhook_path: args.webhook_path.clone(),
+            telemetry_path: args.telemetry_path.clone(),
+            max_body_bytes: args.max_body_bytes,
+            body_timeout: args.body_timeout,
+            enable_admin_api: args.enable_admin_api,
+            enable_lifecycle: args.enable_lifecycle,
+            allowed_cidrs: args.allowed_cidrs.clone(),
+            trusted_proxies: args.trusted_proxies.clone(),
+            names_file: args.names_file.clone(),
+            secret_file: args.secret_file.clone(),
+            web_config_file: args.web_config_file.clone(),
+        }
+    }
+}
+
+/// The configuration files' content, replaced whole by a successful reload.
+#[derive(Clone, Debug, Default)]
+pub struct Files {
+    pub names: Names,
+    pub secret: Option<Secret>,
+    pub web: Arc<WebConfig>,
+}
+
+impl Files {
+    /// Reads every configured file. Fails on the first bad one, naming it.
+    pub fn load(settings: &Settings) -> Result<Files, String> {
+        let names = match &settings.names_file {
+            Some(path) => {
+                Names::load(path, settings.payload.expose_token_ids).map_err(|e| e.to_string())?
+            }
+            None => Names::default(),
+        };
+        let secret = settings
+            .secret_file
+            .as_deref()
+            .map(Secret::load)
+            .transpose()?;
+        let web = match &settings.web_config_file {
+            Some(path) => WebConfig::load(path)?,
+            None => WebConfig::default(),
+        };
+        Ok(Files {
+            names,
+            secret,
+            web: Arc::new(web),
+        })
+    }
+}
+
+/// Everything the handlers share.
+pub struct App {
+    pub settings: Settings,
+    pub ingest: Ingest,
+    pub metrics: Arc<Metrics>,
+    /// Secret and web config in force; names live in the ingest view.
+    files: RwLock<(Option<Secret>, Arc<WebConfig>)>,
+    ready: AtomicBool,
+    rate_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Size of the last scrape, to size the next one's buffer.
+    pub last_scrape_bytes: AtomicUsize,
+}
+
+impl App {
+    /// Builds the shared state. `ingest` was started with the names of the same `Files`;
+    /// the rest of them is taken from `secret` and `web`.
+    pub fn new(
+        settings: Settings,
+        ingest: Ingest,
+        metrics: Arc<Metrics>,
+        (secret, web): (Option<Secret>, Arc<WebConfig>),
+        rate: Option<(NonZeroU32, NonZeroU32)>,
+    ) -> App {
+        let rate_limiter = rate.map(|(per_second, burst)| {
+            RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))
+        });
+        App {
+            settings,
+            ingest,
+            metrics,
+            files: RwLock::new((secret, web)),
+            ready: AtomicBool::new(false),
+            rate_limiter,
+            last_scrape_bytes: AtomicUsize::new(0),
+        }
+    }
+
+    /// The webhook secret in force, if any.
+    pub fn secret(&self) -> Option<Secret> {
+        self.files.read().0.clone()
+    }
+
+    /// The web config in force.
+    pub fn web(&self) -> Arc<WebConfig> {
+        Arc::clone(&self.files.read().1)
+    }
+
+    /// True once the state is loaded and until shutdown begins.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Takes one request from `client` out of its rate budget; false when it is spent.
+    pub fn admit(&self, client: IpAddr) -> bool {
+        self.rate_limiter
+            .as_ref()
+            .is_none_or(|limiter| limiter.check_key(&client).is_ok())
+    }
+
+    /// Forgets rate budgets of clients that are back to full, to bound memory.
+    pub fn trim_rate_limiter(&self) {
+        if let Some(limiter) = &self.rate_limiter {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+
+    /// Re-reads the names, secret and web config files. All or nothing: if one is bad, every
+    /// old one stays in force. Records the outcome in the reload metrics.
+    pub fn reload(&self) -> Result<(), String> {
+        let result = Files::load(&self.settings).and_then(|files| {
+            let had_tls = self.web().tls.is_some();
+            if had_tls != files.web.tls.is_some() {
+                return Err(
+                    "turning TLS on or off needs a restart; kept the old web config".into(),
+                );
+            }
+            self.ingest.set_names(files.names);
+            *self.files.write() = (files.secret, files.web);
+            Ok(())
+        });
+        match &result {
+            Ok(()) => {
+                self.metrics.reload_successful.set(1);
+                self.metrics.reload_success_timestamp.set(now_seconds());
+                tracing::info!("reloaded configuration files");
+            }
+            Err(e) => {
+                self.metrics.reload_successful.set(0);
+                tracing::error!(err = %e, "reload failed; the previous configuration stays");
+            }
+        }
+        result
+    }
+}
+
+/// The current Unix time in seconds.
+pub fn now_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

@@ -1,0 +1,260 @@
+//! `POST /webhook`: Localtonet's events in.
+//!
+//! Checks, in order: source address (403), secret (401, or 404 for a wrong path secret),
+//! `group` parameter (400), body size and time (413, 408), payload (400), then the state
+//! (507 when the series cap is reached, 503 when the store fails). A 200 answer means every
+//! event is durable; its body says what each event did.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::json;
+
+use super::error::ApiError;
+use crate::app::App;
+use crate::client::{Peer, client_ip, is_in};
+use crate::event::Event;
+use crate::metrics::{Limit, RequestOutcome};
+use crate::payload;
+use crate::state::Outcome;
+
+/// Longest accepted `group` value.
+pub const MAX_GROUP_LEN: usize = 64;
+
+/// The webhook without a secret in the path.
+pub async fn receive(
+    State(app): State<Arc<App>>,
+    axum::Extension(peer): axum::Extension<Peer>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    respond(&app, peer, None, query, &headers, body).await
+}
+
+/// The webhook with the secret as the last path segment.
+pub async fn receive_with_secret(
+    State(app): State<Arc<App>>,
+    axum::Extension(peer): axum::Extension<Peer>,
+    Path(secret): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    respond(&app, peer, Some(secret), query, &headers, body).await
+}
+
+async fn respond(
+    app: &App,
+    peer: Peer,
+    path_secret: Option<String>,
+    query: Option<String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let client = client_ip(peer.0.ip(), headers, &app.settings.trusted_proxies);
+    match handle(app, client, path_secret, query, headers, body).await {
+        Ok(response) => {
+            app.metrics.request(RequestOutcome::Accepted);
+            response
+        }
+        Err(error) => {
+            app.metrics.request(error.outcome());
+            tracing::warn!(
+                source = %client,
+                status = error.status().as_u16(),
+                outcome = error.outcome().as_str(),
+                reason = %error,
+                "webhook refused"
+            );
+            error.into_response()
+        }
+    }
+}
+
+async fn handle(
+    app: &App,
+    client: std::net::IpAddr,
+    path_secret: Option<String>,
+    query: Option<String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let settings = &app.settings;
+    if !settings.allowed_cidrs.is_empty() && !is_in(client, &settings.allowed_cidrs) {
+        return Err(ApiError::Forbidden);
+    }
+    let query = Query::parse(query.as_deref().unwrap_or(""));
+    authorize(
+        app,
+        path_secret.as_deref(),
+        query.secret.as_deref(),
+        headers,
+    )?;
+    let group = query
+        .group
+        .map(|g| check_group(&g).map(|()| g.into_boxed_str()))
+        .transpose()?;
+
+    let body = read_body(app, headers, body).await?;
+    let received = chrono::Utc::now();
+    let events = payload::parse(&body, &settings.payload, received)?;
+    let outcomes = app.ingest.apply(events.clone(), group).await?;
+
+    let received_ns = received.timestamp_nanos_opt().unwrap_or(i64::MAX);
+    for (event, outcome) in events.iter().zip(&outcomes) {
+        app.metrics.event(event.key.kind, *outcome);
+        app.metrics
+            .event_delay((received_ns.saturating_sub(event.at)) as f64 / 1e9);
+        tracing::debug!(
+            r#type = event.key.kind.as_str(),
+            id = &*event.key.id,
+            status = event.status.as_str(),
+            outcome = outcome.label(),
+            "event"
+        );
+    }
+    Ok(Json(accepted_body(&events, &outcomes)).into_response())
+}
+
+fn accepted_body(events: &[Event], outcomes: &[Outcome]) -> serde_json::Value {
+    let events: Vec<_> = events
+        .iter()
+        .zip(outcomes)
+        .map(|(event, outcome)| {
+            json!({
+                "type": event.key.kind.as_str(),
+                "id": &*event.key.id,
+                "status": event.status.as_str(),
+                "outcome": outcome.label(),
+            })
+        })
+        .collect();
+    json!({ "status": "accepted", "events": events })
+}
+
+/// The query parameters the webhook reads; others are ignored.
+#[derive(Default)]
+struct Query {
+    group: Option<String>,
+    secret: Option<String>,
+}
+
+impl Query {
+    fn parse(query: &str) -> Query {
+        let mut parsed = Query::default();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            let slot = match &*key {
+                "group" => &mut parsed.group,
+                "secret" => &mut parsed.secret,
+                _ => continue,
+            };
+            slot.get_or_insert_with(|| value.into_owned());
+        }
+        parsed
+    }
+}
+
+fn authorize(
+    app: &App,
+    path_secret: Option<&str>,
+    query_secret: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let Some(secret) = app.secret() else {
+        return Ok(());
+    };
+    if let Some(candidate) = path_secret {
+        return if secret.matches(candidate) {
+            Ok(())
+        } else {
+            Err(ApiError::WrongPathSecret)
+        };
+    }
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if [query_secret, bearer]
+        .into_iter()
+        .flatten()
+        .any(|c| secret.matches(c))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// A group is 1 to 64 characters from `A-Z a-z 0-9 _ . -`.
+fn check_group(group: &str) -> Result<(), ApiError> {
+    if group.is_empty() {
+        return Err(ApiError::BadGroup("is empty"));
+    }
+    if group.len() > MAX_GROUP_LEN {
+        return Err(ApiError::BadGroup("is longer than 64 characters"));
+    }
+    if !group
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    {
+        return Err(ApiError::BadGroup("may only contain A-Z a-z 0-9 _ . -"));
+    }
+    Ok(())
+}
+
+async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, ApiError> {
+    let limit = app.settings.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        app.metrics.limit_hit(Limit::BodySize);
+        return Err(ApiError::TooLarge { limit });
+    }
+
+    let timeout: Duration = app.settings.body_timeout;
+    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Err(_) => {
+            app.metrics.limit_hit(Limit::BodyTimeout);
+            Err(ApiError::BodyTimeout {
+                seconds: timeout.as_secs(),
+            })
+        }
+        Ok(Err(e)) if e.is::<LengthLimitError>() => {
+            app.metrics.limit_hit(Limit::BodySize);
+            Err(ApiError::TooLarge { limit })
+        }
+        Ok(Err(e)) => Err(ApiError::BodyRead(e.to_string())),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_are_short_and_plain() {
+        assert!(check_group("office-1.eu_west").is_ok());
+        for bad in ["", "a b", "ü", "a\"b", &"g".repeat(65)] {
+            assert!(check_group(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn query_takes_the_first_group_and_secret_and_ignores_the_rest() {
+        let q = Query::parse("group=a&x=1&group=b&secret=s%2Dt");
+        assert_eq!(q.group.as_deref(), Some("a"));
+        assert_eq!(q.secret.as_deref(), Some("s-t"));
+    }
+}

@@ -1,0 +1,809 @@
+//! The write path: events in, durable state out, published for scrapes.
+//!
+//! One writer thread owns the [`Store`] and is the only code that changes the state. Webhook
+//! handlers send it jobs and wait for the answer. The writer takes every job that is waiting
+//! (group commit), applies them in arrival order against the published state, commits all
+//! their changes to the store in one transaction, and only then publishes them and answers.
+//!
+//! So:
+//! - events for one id are applied one at a time, in the order their requests reached the
+//!   writer, whatever the number of concurrent requests;
+//! - an `Ok` answer means the events are durable (with the SQLite store);
+//! - a scrape never shows a change that is not durable yet, so counters never go back after
+//!   a crash and restart;
+//! - a job is applied whole or not at all (series cap, store failure).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::event::{Event, Key, Kind, Nanos, Status};
+use crate::exposition::{self, label_set};
+use crate::metrics::Metrics;
+use crate::names::Names;
+use crate::state::{Entry, Outcome};
+use crate::store::{Change, Store, StoreError};
+
+/// Jobs taken into one commit at most.
+const MAX_BATCH: usize = 1024;
+/// Jobs that may wait for the writer; senders wait when it is full.
+const QUEUE: usize = 4096;
+
+/// Why a job was not applied.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    /// The job would make the number of tracked ids exceed `--series.max`.
+    #[error(
+        "series limit reached: {tracked} ids tracked, this request adds {adding}, \
+         --series.max is {max}"
+    )]
+    SeriesLimit {
+        tracked: usize,
+        adding: usize,
+        max: usize,
+    },
+    /// The store failed to commit; nothing was applied and the sender may retry.
+    #[error("the store failed to commit; nothing was applied, retry later")]
+    Unavailable,
+    /// The exporter is shutting down.
+    #[error("the exporter is shutting down")]
+    ShuttingDown,
+}
+
+/// One tracked id as published: its entry and its rendered label set.
+#[derive(Debug)]
+pub struct Tracked {
+    pub entry: Entry,
+    labels: Box<str>,
+}
+
+impl exposition::Tracked for Tracked {
+    fn labels(&self) -> &str {
+        &self.labels
+    }
+
+    fn entry(&self) -> &Entry {
+        &self.entry
+    }
+}
+
+/// The published state: durable, and what scrapes and the admin API read.
+#[derive(Debug, Default)]
+pub struct View {
+    ids: BTreeMap<Key, Tracked>,
+    names: Arc<Names>,
+}
+
+impl View {
+    /// Tracked ids in key order.
+    pub fn ids(&self) -> impl Iterator<Item = (&Key, &Tracked)> + Clone {
+        self.ids.iter()
+    }
+
+    /// The entry of one id.
+    pub fn get(&self, key: &Key) -> Option<&Entry> {
+        self.ids.get(key).map(|t| &t.entry)
+    }
+
+    /// The name of one id, from the names file.
+    pub fn name(&self, key: &Key) -> Option<&str> {
+        self.names.get(key)
+    }
+
+    /// Number of tracked ids of a kind.
+    pub fn count(&self, kind: Kind) -> usize {
+        self.ids.keys().filter(|k| k.kind == kind).count()
+    }
+
+    /// Number of tracked ids.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True when no id is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Ids in the names file that never sent an event, with their names, in key order.
+    pub fn unreported(&self) -> Vec<(&Key, &str)> {
+        let mut unreported: Vec<_> = self
+            .names
+            .iter()
+            .filter(|(key, _)| !self.ids.contains_key(key))
+            .collect();
+        unreported.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        unreported
+    }
+
+    /// Appends the per-id series and `localtonet_unreported` in the text format.
+    pub fn render(&self, out: &mut Vec<u8>) {
+        exposition::write_ids(out, self.ids.values());
+        let unreported: Vec<Box<str>> = self
+            .unreported()
+            .into_iter()
+            .map(|(key, name)| label_set(key, Some(name), None))
+            .collect();
+        exposition::write_unreported(out, unreported.iter().map(|l| &**l));
+    }
+
+    fn insert(&mut self, key: Key, entry: Entry) {
+        let labels =
+            |key: &Key, entry: &Entry| label_set(key, self.names.get(key), entry.group.as_deref());
+        match self.ids.get(&key) {
+            Some(tracked) if tracked.entry.group == entry.group => {
+                if let Some(tracked) = self.ids.get_mut(&key) {
+                    tracked.entry = entry;
+                }
+            }
+            _ => {
+                let labels = labels(&key, &entry);
+                self.ids.insert(key, Tracked { entry, labels });
+            }
+        }
+    }
+
+    fn set_names(&mut self, names: Arc<Names>) {
+        self.names = names;
+        let View { ids, names } = self;
+        for (key, tracked) in ids.iter_mut() {
+            tracked.labels = label_set(key, names.get(key), tracked.entry.group.as_deref());
+        }
+    }
+}
+
+/// Limits the writer enforces.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Most ids tracked at once (`--series.max`).
+    pub series_max: usize,
+}
+
+enum Job {
+    Apply {
+        events: Vec<Event>,
+        group: Option<Box<str>>,
+        reply: oneshot::Sender<Result<Vec<Outcome>, IngestError>>,
+    },
+    Delete {
+        key: Key,
+        reply: oneshot::Sender<Result<bool, IngestError>>,
+    },
+    Expire {
+        before: Nanos,
+    },
+    Stop,
+}
+
+/// The handle through which the rest of the program reads and changes the state.
+pub struct Ingest {
+    jobs: mpsc::Sender<Job>,
+    view: Arc<RwLock<View>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Ingest {
+    /// Loads the state from `store` and starts the writer thread.
+    ///
+    /// Blocks while loading; when it returns, the published state is what the store held.
+    pub fn start(
+        mut store: Box<dyn Store>,
+        names: Names,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+    ) -> Result<Ingest, StoreError> {
+        let mut view = View {
+            ids: BTreeMap::new(),
+            names: Arc::new(names),
+        };
+        for (key, entry) in store.load()? {
+            view.insert(key, entry);
+        }
+        let view = Arc::new(RwLock::new(view));
+
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let mut writer = Writer {
+            store,
+            view: Arc::clone(&view),
+            limits,
+            metrics,
+            queue,
+        };
+        writer.publish_gauges();
+        let writer = std::thread::Builder::new()
+            .name("ingest-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| StoreError::Open {
+                path: String::new(),
+                reason: format!("cannot start the writer thread: {e}"),
+            })?;
+
+        Ok(Ingest {
+            jobs,
+            view,
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// Applies the events of one request (sorted by ActionDate), all or none.
+    ///
+    /// Returns each event's outcome, in the order given, once they are durable.
+    pub async fn apply(
+        &self,
+        events: Vec<Event>,
+        group: Option<Box<str>>,
+    ) -> Result<Vec<Outcome>, IngestError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Apply {
+            events,
+            group,
+            reply,
+        };
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| IngestError::ShuttingDown)?;
+        answer.await.unwrap_or(Err(IngestError::ShuttingDown))
+    }
+
+    /// Forgets one id, durably. Returns whether it was tracked.
+    pub async fn delete(&self, key: Key) -> Result<bool, IngestError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Delete { key, reply })
+            .await
+            .map_err(|_| IngestError::ShuttingDown)?;
+        answer.await.unwrap_or(Err(IngestError::ShuttingDown))
+    }
+
+    /// Asks the writer to forget every id whose newest event is older than `before`.
+    pub async fn expire(&self, before: Nanos) {
+        let _ = self.jobs.send(Job::Expire { before }).await;
+    }
+
+    /// Replaces the names; labels of tracked ids follow at once.
+    pub fn set_names(&self, names: Names) {
+        self.view.write().set_names(Arc::new(names));
+    }
+
+    /// Reads the published state. Hold the guard briefly: the writer waits for it to publish.
+    pub fn read(&self) -> parking_lot::RwLockReadGuard<'_, View> {
+        self.view.read()
+    }
+
+    /// Lets the writer finish the jobs sent so far, then stops it. Later jobs are refused.
+    pub async fn close(&self) {
+        let _ = self.jobs.send(Job::Stop).await;
+        let writer = self.writer.lock().take();
+        if let Some(writer) = writer {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
+    }
+}
+
+/// A change decided in the current batch: `None` forgets the key.
+type Overlay = HashMap<Key, Option<Entry>>;
+
+/// Something to do once the batch's commit succeeded or failed.
+enum Pending {
+    Apply {
+        reply: oneshot::Sender<Result<Vec<Outcome>, IngestError>>,
+        outcomes: Vec<Outcome>,
+        changes: Vec<StateChange>,
+    },
+    Delete {
+        reply: oneshot::Sender<Result<bool, IngestError>>,
+        existed: bool,
+    },
+}
+
+/// A status change, logged once it is durable.
+struct StateChange {
+    key: Key,
+    from: Option<Status>,
+    to: Status,
+    at: Nanos,
+}
+
+struct Writer {
+    store: Box<dyn Store>,
+    view: Arc<RwLock<View>>,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    queue: mpsc::Receiver<Job>,
+}
+
+impl Writer {
+    fn run(&mut self) {
+        while let Some(first) = self.queue.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match self.queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let stop = batch.iter().any(|job| matches!(job, Job::Stop));
+            self.run_batch(batch);
+            if stop {
+                break;
+            }
+        }
+        // Answer whatever is still queued, so no handler waits forever.
+        self.queue.close();
+        while let Ok(job) = self.queue.try_recv() {
+            refuse(job, IngestError::ShuttingDown);
+        }
+    }
+
+    fn run_batch(&mut self, batch: Vec<Job>) {
+        let mut overlay = Overlay::new();
+        let mut pending = Vec::with_capacity(batch.len());
+        let mut expired = 0usize;
+        {
+            let view = self.view.read();
+            let mut tracked = view.len();
+            for job in batch {
+                match job {
+                    Job::Apply {
+                        events,
+                        group,
+                        reply,
+                    } => match self.decide(&view, &mut overlay, &mut tracked, &events, group) {
+                        Ok((outcomes, changes)) => pending.push(Pending::Apply {
+                            reply,
+                            outcomes,
+                            changes,
+                        }),
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    },
+                    Job::Delete { key, reply } => {
+                        let existed = current(&view, &overlay, &key).is_some();
+                        if existed {
+                            overlay.insert(key, None);
+                            tracked -= 1;
+                        }
+                        pending.push(Pending::Delete { reply, existed });
+                    }
+                    Job::Expire { before } => {
+                        let forgotten = expire(&view, &mut overlay, before);
+                        expired += forgotten;
+                        tracked = tracked.saturating_sub(forgotten);
+                    }
+                    Job::Stop => {}
+                }
+            }
+        }
+
+        let committed = self.commit(&overlay);
+        if committed {
+            self.publish(overlay);
+            if expired > 0 {
+                tracing::info!(
+                    count = expired,
+                    "forgot ids with no event for --series.expire-after"
+                );
+            }
+        }
+        for p in pending {
+            answer(p, committed, &self.view);
+        }
+    }
+
+    /// Works out what one request's events do, adding their changes to `overlay`.
+    fn decide(
+        &self,
+        view: &View,
+        overlay: &mut Overlay,
+        tracked: &mut usize,
+        events: &[Event],
+        group: Option<Box<str>>,
+    ) -> Result<(Vec<Outcome>, Vec<StateChange>), IngestError> {
+        let new: HashSet<&Key> = events
+            .iter()
+            .map(|e| &e.key)
+            .filter(|key| current(view, overlay, key).is_none())
+            .collect();
+        if *tracked + new.len() > self.limits.series_max {
+            return Err(IngestError::SeriesLimit {
+                tracked: *tracked,
+                adding: new.len(),
+                max: self.limits.series_max,
+            });
+        }
+        *tracked += new.len();
+
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut changes = Vec::new();
+        for event in events {
+            let (entry, outcome) = match current(view, overlay, &event.key) {
+                None => (
+                    Entry::first(event.status, event.at, group.clone()),
+                    Outcome::Created,
+                ),
+                Some(existing) => {
+                    let mut entry = existing.clone();
+                    let outcome = entry.apply(event.status, event.at, group.clone());
+                    (entry, outcome)
+                }
+            };
+            let from = match outcome {
+                Outcome::Created => Some(None),
+                Outcome::Changed { from } => Some(Some(from)),
+                _ => None,
+            };
+            if let Some(from) = from {
+                changes.push(StateChange {
+                    key: event.key.clone(),
+                    from,
+                    to: event.status,
+                    at: event.at,
+                });
+            }
+            if outcome != Outcome::Duplicate {
+                overlay.insert(event.key.clone(), Some(entry));
+            }
+            outcomes.push(outcome);
+        }
+        Ok((outcomes, changes))
+    }
+
+    /// Commits the overlay; true when it is durable (or there was nothing to commit).
+    fn commit(&mut self, overlay: &Overlay) -> bool {
+        if overlay.is_empty() {
+            return true;
+        }
+        let changes: Vec<Change<'_>> = overlay
+            .iter()
+            .map(|(key, entry)| match entry {
+                Some(entry) => Change::Put(key, entry),
+                None => Change::Delete(key),
+            })
+            .collect();
+
+        let started = Instant::now();
+        let result = self.store.commit(&changes);
+        self.metrics
+            .store_commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.store_commits.inc();
+        self.metrics
+            .store_size
+            .set(i64::try_from(self.store.size_bytes()).unwrap_or(i64::MAX));
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                self.metrics.store_commit_errors.inc();
+                tracing::error!(err = %e, changes = changes.len(), "store commit failed");
+                false
+            }
+        }
+    }
+
+    fn publish(&self, overlay: Overlay) {
+        {
+            let mut view = self.view.write();
+            for (key, entry) in overlay {
+                match entry {
+                    Some(entry) => view.insert(key, entry),
+                    None => {
+                        view.ids.remove(&key);
+                    }
+                }
+            }
+        }
+        self.publish_gauges();
+    }
+
+    fn publish_gauges(&self) {
+        let view = self.view.read();
+        for kind in Kind::ALL {
+            self.metrics.set_ids(kind, view.count(kind));
+        }
+        self.metrics
+            .ids_max
+            .set(i64::try_from(self.limits.series_max).unwrap_or(i64::MAX));
+        self.metrics
+            .store_size
+            .set(i64::try_from(self.store.size_bytes()).unwrap_or(i64::MAX));
+    }
+}
+
+/// The entry of `key` as the batch sees it: changed in the batch, or published.
+fn current<'a>(view: &'a View, overlay: &'a Overlay, key: &Key) -> Option<&'a Entry> {
+    match overlay.get(key) {
+        Some(decided) => decided.as_ref(),
+        None => view.get(key),
+    }
+}
+
+/// Adds the forgetting of every id whose newest event is before `before`; returns how many.
+fn expire(view: &View, overlay: &mut Overlay, before: Nanos) -> usize {
+    let mut old: Vec<Key> = view
+        .ids
+        .iter()
+        .filter(|(key, t)| t.entry.newest < before && !overlay.contains_key(*key))
+        .map(|(key, _)| key.clone())
+        .collect();
+    old.extend(
+        overlay
+            .iter()
+            .filter(|(_, e)| e.as_ref().is_some_and(|e| e.newest < before))
+            .map(|(key, _)| key.clone()),
+    );
+    let count = old.len();
+    for key in old {
+        overlay.insert(key, None);
+    }
+    count
+}
+
+fn answer(pending: Pending, committed: bool, view: &RwLock<View>) {
+    match pending {
+        Pending::Apply {
+            reply,
+            outcomes,
+            changes,
+        } => {
+            if committed {
+                log_changes(&changes, view);
+                let _ = reply.send(Ok(outcomes));
+            } else {
+                let _ = reply.send(Err(IngestError::Unavailable));
+            }
+        }
+        Pending::Delete { reply, existed } => {
+            let _ = reply.send(if committed {
+                Ok(existed)
+            } else {
+                Err(IngestError::Unavailable)
+            });
+        }
+    }
+}
+
+fn log_changes(changes: &[StateChange], view: &RwLock<View>) {
+    if changes.is_empty() {
+        return;
+    }
+    let view = view.read();
+    for change in changes {
+        tracing::info!(
+            r#type = change.key.kind.as_str(),
+            id = &*change.key.id,
+            name = view.name(&change.key).unwrap_or(""),
+            old = change.from.map_or("unknown", Status::as_str),
+            new = change.to.as_str(),
+            action_date = exposition::seconds(change.at),
+            "state changed"
+        );
+    }
+}
+
+fn refuse(job: Job, error: IngestError) {
+    match job {
+        Job::Apply { reply, .. } => {
+            let _ = reply.send(Err(error));
+        }
+        Job::Delete { reply, .. } => {
+            let _ = reply.send(Err(error));
+        }
+        Job::Expire { .. } | Job::Stop => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn event(id: &str, status: Status, at: Nanos) -> Event {
+        Event {
+            key: Key::new(Kind::Tunnel, id),
+            status,
+            at,
+        }
+    }
+
+    fn start(series_max: usize) -> Ingest {
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        Ingest::start(
+            Box::new(MemoryStore),
+            Names::default(),
+            Limits { series_max },
+            metrics,
+        )
+        .expect("start")
+    }
+
+    #[tokio::test]
+    async fn events_of_one_request_are_applied_in_order_and_published() {
+        let ingest = start(10);
+        let outcomes = ingest
+            .apply(
+                vec![
+                    event("a", Status::Connected, 1),
+                    event("a", Status::Disconnected, 2),
+                    event("a", Status::Disconnected, 2),
+                ],
+                Some("office".into()),
+            )
+            .await
+            .expect("applied");
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Created,
+                Outcome::Changed {
+                    from: Status::Connected
+                },
+                Outcome::Duplicate
+            ]
+        );
+        {
+            let view = ingest.read();
+            let entry = view.get(&Key::new(Kind::Tunnel, "a")).expect("tracked");
+            let counts = (entry.status, entry.connects, entry.disconnects);
+            assert_eq!(counts, (Status::Disconnected, 1, 1));
+        }
+        ingest.close().await;
+        let refused = ingest
+            .apply(vec![event("a", Status::Connected, 3)], None)
+            .await;
+        assert_eq!(refused, Err(IngestError::ShuttingDown));
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_for_one_id_are_applied_one_at_a_time() {
+        let ingest = Arc::new(start(10));
+        let mut tasks = Vec::new();
+        for i in 0..200i64 {
+            let ingest = Arc::clone(&ingest);
+            let status = if i % 2 == 0 {
+                Status::Connected
+            } else {
+                Status::Disconnected
+            };
+            tasks.push(tokio::spawn(async move {
+                ingest
+                    .apply(vec![event("a", status, 1_000 + i)], None)
+                    .await
+            }));
+        }
+        for task in tasks {
+            task.await.expect("join").expect("applied");
+        }
+        let view = ingest.read();
+        let entry = view.get(&Key::new(Kind::Tunnel, "a")).expect("tracked");
+        assert_eq!(entry.connects + entry.disconnects, 200);
+        assert_eq!((entry.connects, entry.disconnects), (100, 100));
+        assert_eq!(entry.newest, 1_199);
+        assert_eq!(entry.status, Status::Disconnected);
+    }
+
+    #[tokio::test]
+    async fn request_that_would_pass_the_series_cap_is_refused_whole() {
+        let ingest = start(2);
+        ingest
+            .apply(vec![event("a", Status::Connected, 1)], None)
+            .await
+            .expect("first");
+        let refused = ingest
+            .apply(
+                vec![
+                    event("a", Status::Disconnected, 2),
+                    event("b", Status::Connected, 2),
+                    event("c", Status::Connected, 2),
+                ],
+                None,
+            )
+            .await;
+        assert_eq!(
+            refused,
+            Err(IngestError::SeriesLimit {
+                tracked: 1,
+                adding: 2,
+                max: 2
+            })
+        );
+        let view = ingest.read();
+        assert_eq!(view.len(), 1);
+        let entry = view.get(&Key::new(Kind::Tunnel, "a")).expect("tracked");
+        assert_eq!(
+            entry.status,
+            Status::Connected,
+            "nothing of the refused request applied"
+        );
+    }
+
+    #[tokio::test]
+    async fn delete_forgets_an_id_and_says_whether_it_was_there() {
+        let ingest = start(10);
+        ingest
+            .apply(vec![event("a", Status::Connected, 1)], None)
+            .await
+            .expect("applied");
+        assert_eq!(ingest.delete(Key::new(Kind::Tunnel, "a")).await, Ok(true));
+        assert_eq!(ingest.delete(Key::new(Kind::Tunnel, "a")).await, Ok(false));
+        assert!(ingest.read().is_empty());
+    }
+
+    #[tokio::test]
+    async fn expire_forgets_only_ids_whose_newest_event_is_older() {
+        let ingest = start(10);
+        ingest
+            .apply(
+                vec![
+                    event("old", Status::Connected, 5),
+                    event("new", Status::Connected, 50),
+                ],
+                None,
+            )
+            .await
+            .expect("applied");
+        ingest.expire(10).await;
+        // A delete after the expiry is answered after the expiry's batch was published.
+        ingest
+            .delete(Key::new(Kind::Tunnel, "none"))
+            .await
+            .expect("delete");
+        let view = ingest.read();
+        assert!(view.get(&Key::new(Kind::Tunnel, "old")).is_none());
+        assert!(view.get(&Key::new(Kind::Tunnel, "new")).is_some());
+    }
+
+    #[tokio::test]
+    async fn failed_commit_applies_nothing_and_answers_unavailable() {
+        struct Broken;
+        impl Store for Broken {
+            fn load(&mut self) -> Result<Vec<(Key, Entry)>, StoreError> {
+                Ok(Vec::new())
+            }
+            fn commit(&mut self, _: &[Change<'_>]) -> Result<(), StoreError> {
+                Err(StoreError::Open {
+                    path: "broken".into(),
+                    reason: "disk on fire".into(),
+                })
+            }
+            fn size_bytes(&self) -> u64 {
+                0
+            }
+        }
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let ingest = Ingest::start(
+            Box::new(Broken),
+            Names::default(),
+            Limits { series_max: 10 },
+            metrics,
+        )
+        .expect("start");
+        let result = ingest
+            .apply(vec![event("a", Status::Connected, 1)], None)
+            .await;
+        assert_eq!(result, Err(IngestError::Unavailable));
+        assert!(ingest.read().is_empty());
+    }
+
+    #[tokio::test]
+    async fn names_reload_relabels_tracked_ids_and_lists_unreported_ones() {
+        let ingest = start(10);
+        ingest
+            .apply(vec![event("a", Status::Connected, 1)], None)
+            .await
+            .expect("applied");
+        let names = Names::parse("[tunnels]\na = \"A\"\nb = \"B\"\n", false).expect("names");
+        ingest.set_names(names);
+        let mut out = Vec::new();
+        ingest.read().render(&mut out);
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(text.contains("localtonet_connected{type=\"tunnel\",id=\"a\",name=\"A\"} 1"));
+        assert!(text.contains("localtonet_unreported{type=\"tunnel\",id=\"b\",name=\"B\"} 1"));
+        assert!(!text.contains("localtonet_unreported{type=\"tunnel\",id=\"a\""));
+    }
+}

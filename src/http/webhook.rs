@@ -6,6 +6,7 @@
 //! event is durable; its body says what each event did.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use axum::Json;
@@ -20,6 +21,7 @@ use super::error::ApiError;
 use crate::app::App;
 use crate::client::{Peer, client_ip, is_in};
 use crate::event::Event;
+use crate::ingest::IngestError;
 use crate::metrics::{Limit, RequestOutcome};
 use crate::payload;
 use crate::state::Outcome;
@@ -66,16 +68,28 @@ async fn respond(
         }
         Err(error) => {
             app.metrics.request(error.outcome());
-            tracing::warn!(
-                source = %client,
-                status = error.status().as_u16(),
-                outcome = error.outcome().as_str(),
-                reason = %error,
-                "webhook refused"
-            );
+            log_refusal(&error, client);
             error.into_response()
         }
     }
+}
+
+/// Logs a refused request at warn; series-limit refusals at most once a minute (the rest at
+/// debug), since one full exporter refuses every new id.
+fn log_refusal(error: &ApiError, client: std::net::IpAddr) {
+    static SERIES_LIMIT_WARNED: AtomicU64 = AtomicU64::new(0);
+    let series_limit = matches!(error, ApiError::Ingest(IngestError::SeriesLimit { .. }));
+    if series_limit && !super::warn_now(&SERIES_LIMIT_WARNED) {
+        tracing::debug!(source = %client, reason = %error, "webhook refused");
+        return;
+    }
+    tracing::warn!(
+        source = %client,
+        status = error.status().as_u16(),
+        outcome = error.outcome().as_str(),
+        reason = %error,
+        "webhook refused"
+    );
 }
 
 async fn handle(

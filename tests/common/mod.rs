@@ -284,7 +284,7 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
-/// Sends one request and collects the answer.
+/// Sends one request and collects the answer; panics when there is none.
 pub fn request(
     agent: &ureq::Agent,
     method: &str,
@@ -292,6 +292,17 @@ pub fn request(
     body: Option<&[u8]>,
     headers: &[(&str, &str)],
 ) -> Answer {
+    try_request(agent, method, url, body, headers).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+}
+
+/// Sends one request and collects the answer, or says why there is none.
+pub fn try_request(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> Result<Answer, ureq::Error> {
     let mut builder = ureq::http::Request::builder().method(method).uri(url);
     for (name, value) in headers {
         builder = builder.header(*name, *value);
@@ -300,7 +311,7 @@ pub fn request(
         Some(body) => agent.run(builder.body(body.to_vec()).expect("request")),
         None => agent.run(builder.body(()).expect("request")),
     };
-    let mut response = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let mut response = result?;
     let status = response.status().as_u16();
     let headers = response
         .headers()
@@ -311,13 +322,12 @@ pub fn request(
         .body_mut()
         .with_config()
         .limit(1 << 30)
-        .read_to_string()
-        .unwrap_or_default();
-    Answer {
+        .read_to_string()?;
+    Ok(Answer {
         status,
         body,
         headers,
-    }
+    })
 }
 
 /// The text of one scrape.

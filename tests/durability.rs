@@ -51,7 +51,7 @@ fn every_event_answered_2xx_survives_kill_9_and_none_is_counted_twice() {
             );
             std::thread::spawn(move || {
                 let agent = agent();
-                let mut sent_per_id = vec![0usize; IDS_PER_THREAD];
+                let mut sent_per_id = [0usize; IDS_PER_THREAD];
                 for n in 0.. {
                     let k = n % IDS_PER_THREAD;
                     let sent = Sent {

@@ -12,5 +12,5 @@ echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 
-echo "== tests"
-cargo test --all-targets --locked
+echo "== tests (the fuzz test runs for FUZZ_SECONDS)"
+FUZZ_SECONDS="${FUZZ_SECONDS:-60}" cargo test --all-targets --locked

@@ -471,6 +471,12 @@ mod tests {
     }
 
     #[test]
+    fn a_utf8_byte_order_mark_is_skipped() {
+        let body = [b"\xEF\xBB\xBF".as_slice(), SAMPLE.as_bytes()].concat();
+        assert!(parse(&body, &options(), now()).is_ok());
+    }
+
+    #[test]
     fn empty_array_is_no_events() {
         assert_eq!(parse_str("[]"), Ok(vec![]));
         assert_eq!(parse_str(" [ ]\n"), Ok(vec![]));

@@ -218,6 +218,8 @@ pub fn parse(
     options: &Options,
     now: DateTime<Utc>,
 ) -> Result<Vec<Event>, PayloadError> {
+    // Some .NET writers start UTF-8 text with a byte order mark; JSON parsers refuse it.
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(PayloadError::Empty);
     }

@@ -97,7 +97,8 @@ pub struct ServeArgs {
     #[arg(
         long = "web.listen-address",
         env = "LOCALTONET_EXPORTER_WEB_LISTEN_ADDRESS",
-        default_value = ":9877"
+        default_value = ":9877",
+        value_parser = parse_listen_address
     )]
     pub listen_address: String,
 
@@ -319,6 +320,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("must be more than 0".into());
     }
     Ok(duration)
+}
+
+/// Checks `:port`, `host:port` or `[v6]:port`.
+fn parse_listen_address(text: &str) -> Result<String, String> {
+    let port = text.rsplit_once(':').map(|(_, port)| port);
+    match port.map(str::parse::<u16>) {
+        Some(Ok(_)) => Ok(text.to_string()),
+        _ => Err("expected :port, host:port or [v6]:port".into()),
+    }
 }
 
 fn parse_path(text: &str) -> Result<String, String> {

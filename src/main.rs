@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use localtonet_exporter::cli::{Cli, Command};
+use localtonet_exporter::cli::{Cli, Command, ServeArgs};
 use localtonet_exporter::{commands, logging, serve};
 
 fn main() -> ExitCode {
@@ -29,10 +29,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Fingerprint(args)) => commands::fingerprint(args).map_err(|e| (e, 2)),
         Some(Command::Send(args)) => commands::send(args).map_err(|e| (e, 1)),
-        None => {
-            logging::init(cli.serve.log_level, cli.serve.log_format);
-            run_exporter(cli.serve)
-        }
+        None => return run_exporter(cli.serve),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -43,13 +40,32 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_exporter(args: localtonet_exporter::cli::ServeArgs) -> Result<(), (String, u8)> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// Configuration errors are one line on standard error; once logging is set up, errors are
+/// logged.
+fn run_exporter(args: ServeArgs) -> ExitCode {
+    let (settings, files) = match serve::configure(&args) {
+        Ok(configured) => configured,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(e.code());
+        }
+    };
+    logging::init(args.log_level, args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| (format!("cannot start the async runtime: {e}"), 1))?;
-    runtime.block_on(serve::run(args)).map_err(|e| {
-        tracing::error!(err = %e, "localtonet-exporter stopped");
-        (e.to_string(), e.code())
-    })
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(err = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve::run(args, settings, files)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(err = %e, "localtonet-exporter stopped");
+            ExitCode::from(e.code())
+        }
+    }
 }

@@ -33,15 +33,20 @@ impl Exit {
     }
 }
 
-/// Runs the exporter until SIGINT or SIGTERM.
-pub async fn run(args: ServeArgs) -> Result<(), Exit> {
+/// Reads the configuration files the flags name, before anything else happens.
+pub fn configure(args: &ServeArgs) -> Result<(Settings, Files), Exit> {
+    let settings = Settings::from_args(args);
+    let files = Files::load(&settings).map_err(Exit::Config)?;
+    Ok((settings, files))
+}
+
+/// Runs the exporter until SIGINT or SIGTERM, with what [`configure`] read.
+pub async fn run(args: ServeArgs, settings: Settings, files: Files) -> Result<(), Exit> {
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         "starting localtonet-exporter"
     );
-    let settings = Settings::from_args(&args);
     warn_about_risky_settings(&settings);
-    let files = Files::load(&settings).map_err(Exit::Config)?;
 
     let metrics = Arc::new(Metrics::new().map_err(|e| Exit::Failed(e.to_string()))?);
     let store: Box<dyn Store> = if args.in_memory {
@@ -138,11 +143,6 @@ async fn bind(address: &str) -> Result<TcpListener, Exit> {
             Ok(listener) => Ok(listener),
             Err(_) => TcpListener::bind(("0.0.0.0", port)).await.map_err(fail),
         };
-    }
-    if !address.contains(':') {
-        return Err(Exit::Config(format!(
-            "--web.listen-address {address:?}: expected host:port or :port"
-        )));
     }
     TcpListener::bind(address).await.map_err(fail)
 }

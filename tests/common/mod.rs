@@ -79,10 +79,20 @@ impl Exporter {
     /// Like [`Exporter::start_in`], but returns the logs when the exporter exits or does not
     /// start listening within 20 seconds.
     pub fn try_start_in(dir: Arc<tempfile::TempDir>, args: &[&str]) -> Result<Exporter, String> {
+        Exporter::try_start_with_env(dir, args, &[])
+    }
+
+    /// Like [`Exporter::try_start_in`], with environment variables for the exporter.
+    pub fn try_start_with_env(
+        dir: Arc<tempfile::TempDir>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Exporter, String> {
         let mut all_args: Vec<String> = vec!["--web.listen-address=127.0.0.1:0".into()];
         all_args.extend(args.iter().map(|a| a.to_string()));
         let mut child = Command::new(binary())
             .args(&all_args)
+            .envs(env.iter().copied())
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -15,7 +15,9 @@ use crate::event::Nanos;
 /// The zone in which an ActionDate without an offset is read (`--webhook.timezone`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Zone {
+    /// A constant offset from UTC, such as `+03:00`; UTC itself is offset zero.
     Fixed(FixedOffset),
+    /// An IANA zone such as `Europe/Istanbul`, whose offset follows its daylight-saving rules.
     Named(Tz),
 }
 

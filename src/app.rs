@@ -23,21 +23,34 @@ use crate::web_config::WebConfig;
 /// Settings fixed at start, from the flags.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// How webhook bodies are read and validated.
     pub payload: payload::Options,
+    /// Path that receives webhooks, without a trailing slash (`--webhook.path`).
     pub webhook_path: String,
+    /// Path of the scrape endpoint, without a trailing slash (`--web.telemetry-path`).
     pub telemetry_path: String,
+    /// Largest webhook body accepted, in bytes (`--webhook.max-body-bytes`).
     pub max_body_bytes: u64,
+    /// Time a client has to send a webhook body (`--web.body-timeout`).
     pub body_timeout: Duration,
+    /// Whether the admin API is routed (`--web.enable-admin-api`).
     pub enable_admin_api: bool,
+    /// Whether `POST /-/reload` is routed (`--web.enable-lifecycle`).
     pub enable_lifecycle: bool,
+    /// Sources allowed to post webhooks; empty allows any (`--webhook.allowed-cidrs`).
     pub allowed_cidrs: Vec<IpNet>,
+    /// Peers whose `X-Forwarded-For` names the client (`--web.trusted-proxies`).
     pub trusted_proxies: Vec<IpNet>,
+    /// Names file re-read on reload, if any (`--names.file`).
     pub names_file: Option<PathBuf>,
+    /// Webhook secret file re-read on reload, if any (`--webhook.secret-file`).
     pub secret_file: Option<PathBuf>,
+    /// Web config file re-read on reload, if any (`--web.config.file`).
     pub web_config_file: Option<PathBuf>,
 }
 
 impl Settings {
+    /// Copies the settings out of the parsed flags; reads no file.
     pub fn from_args(args: &ServeArgs) -> Settings {
         Settings {
             payload: payload::Options {
@@ -63,8 +76,11 @@ impl Settings {
 /// The configuration files' content, replaced whole by a successful reload.
 #[derive(Clone, Debug, Default)]
 pub struct Files {
+    /// Friendly names of ids; empty without `--names.file`.
     pub names: Names,
+    /// Webhook secret; `None` without `--webhook.secret-file`, leaving the webhook open.
     pub secret: Option<Secret>,
+    /// TLS and basic auth settings; the default (neither) without `--web.config.file`.
     pub web: Arc<WebConfig>,
 }
 
@@ -96,8 +112,11 @@ impl Files {
 
 /// Everything the handlers share.
 pub struct App {
+    /// Settings fixed at start.
     pub settings: Settings,
+    /// Handle to the state: reads the published view, sends events to the single writer.
     pub ingest: Ingest,
+    /// The exporter's own metrics.
     pub metrics: Arc<Metrics>,
     /// Secret and web config in force; names live in the ingest view.
     files: RwLock<(Option<Secret>, Arc<WebConfig>)>,
@@ -146,6 +165,7 @@ impl App {
         self.ready.load(Ordering::Relaxed)
     }
 
+    /// Marks the exporter ready (state loaded) or not (shutdown begun); seen by `/-/ready`.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }

@@ -19,12 +19,15 @@ use crate::action_date::Zone;
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    /// The tool to run instead of the exporter; `None` runs the exporter.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// The exporter's flags; they cannot be combined with a subcommand.
     #[command(flatten)]
     pub serve: ServeArgs,
 }
 
+/// Subcommands: small tools run instead of the exporter.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the fingerprint shown for an authtoken (read from standard input if not given).
@@ -33,12 +36,14 @@ pub enum Command {
     Send(SendArgs),
 }
 
+/// Arguments of `fingerprint`.
 #[derive(Debug, Args)]
 pub struct FingerprintArgs {
     /// The authtoken. Prefer standard input: arguments end up in shell history.
     pub token: Option<String>,
 }
 
+/// Arguments of `send`.
 #[derive(Debug, Args)]
 pub struct SendArgs {
     /// Webhook URL of the exporter, with `?group=` if wanted.
@@ -64,29 +69,43 @@ pub struct SendArgs {
     pub ca_file: Option<PathBuf>,
 }
 
+/// `Type` of the event `send` posts.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum SendKind {
+    /// An authtoken event.
     Token,
+    /// A tunnel event.
     Tunnel,
 }
 
+/// `Status` of the event `send` posts.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum SendStatus {
+    /// The id connected.
     Connected,
+    /// The id disconnected.
     Disconnected,
 }
 
+/// Least important level of log line shown (`--log.level`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogLevel {
+    /// Also per-request detail.
     Debug,
+    /// Start-up, shutdown, state changes.
     Info,
+    /// Only warnings and errors.
     Warn,
+    /// Only errors.
     Error,
 }
 
+/// How log lines are written (`--log.format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    /// key=value pairs.
     Logfmt,
+    /// One JSON object per line.
     Json,
 }
 

@@ -47,7 +47,9 @@ impl fmt::Display for Kind {
 /// What an event says about its token or tunnel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Status {
+    /// It connected.
     Connected,
+    /// It disconnected.
     Disconnected,
 }
 
@@ -74,11 +76,14 @@ impl fmt::Display for Status {
 /// never holds a raw token otherwise.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
+    /// Whether the id is a token or a tunnel.
     pub kind: Kind,
+    /// The public id: the tunnel id, or the token's fingerprint (the raw token when exposed).
     pub id: Box<str>,
 }
 
 impl Key {
+    /// Makes a key from a kind and a public id; the id is taken as given, not fingerprinted.
     pub fn new(kind: Kind, id: impl Into<Box<str>>) -> Key {
         Key {
             kind,
@@ -90,7 +95,9 @@ impl Key {
 /// One validated event, ready to be applied to the state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
+    /// The token or tunnel the event is about.
     pub key: Key,
+    /// What the event says about it.
     pub status: Status,
     /// The event's ActionDate.
     pub at: Nanos,

@@ -67,6 +67,7 @@ enum Value {
 pub trait Tracked {
     /// The label set without braces, as made by [`label_set`].
     fn labels(&self) -> &str;
+    /// The id's state, from which the sample values are written.
     fn entry(&self) -> &Entry;
 }
 

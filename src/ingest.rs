@@ -42,8 +42,11 @@ pub enum IngestError {
          --series.max is {max}"
     )]
     SeriesLimit {
+        /// Ids tracked when the job was checked, counting earlier jobs of the same commit.
         tracked: usize,
+        /// New ids the job would have added.
         adding: usize,
+        /// The limit, `--series.max`.
         max: usize,
     },
     /// The store failed to commit; nothing was applied and the sender may retry.
@@ -57,6 +60,7 @@ pub enum IngestError {
 /// One tracked id as published: its entry and its rendered label set.
 #[derive(Debug)]
 pub struct Tracked {
+    /// The id's state as last committed.
     pub entry: Entry,
     labels: Box<str>,
 }

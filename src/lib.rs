@@ -9,7 +9,6 @@
 //! - [`exposition`] writes the per-id series for `/metrics`, [`metrics`] the exporter's own.
 
 #![deny(missing_docs)]
-#![allow(missing_docs)]
 
 pub mod action_date;
 pub mod app;

@@ -14,15 +14,25 @@ use crate::state::Outcome;
 /// Values of the `outcome` label of `localtonet_exporter_webhook_requests_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RequestOutcome {
+    /// The request's events were taken in and their effect committed to the store.
     Accepted,
+    /// The body, the `group` parameter or the reading of the body was bad (400).
     Invalid,
+    /// An ActionDate was before 2000 or too far ahead of the clock (400).
     DateOutOfRange,
+    /// The body was over `--webhook.max-body-bytes` (413).
     TooLarge,
+    /// The webhook secret was missing or wrong (401, or 404 for a secret in the path).
     Unauthorized,
+    /// The source was not in `--webhook.allowed-cidrs` (403).
     Forbidden,
+    /// The source had spent its `--web.rate-limit` budget (429).
     RateLimited,
+    /// The request would have tracked more ids than `--series.max` (507).
     SeriesLimit,
+    /// The body did not arrive within `--web.body-timeout` (408).
     Timeout,
+    /// The store failed to commit or the exporter was shutting down (503).
     Unavailable,
 }
 
@@ -40,6 +50,7 @@ impl RequestOutcome {
         RequestOutcome::Unavailable,
     ];
 
+    /// The label value, in snake case.
     pub fn as_str(self) -> &'static str {
         match self {
             RequestOutcome::Accepted => "accepted",
@@ -59,10 +70,15 @@ impl RequestOutcome {
 /// Values of the `limit` label of `localtonet_exporter_limit_hits_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Limit {
+    /// Headers or a TLS handshake did not arrive within `--web.header-timeout`.
     HeaderTimeout,
+    /// A webhook body did not arrive within `--web.body-timeout`.
     BodyTimeout,
+    /// Accepting paused because `--web.max-connections` connections were being served.
     MaxConnections,
+    /// A request was refused by `--web.rate-limit`.
     RateLimit,
+    /// A webhook body was over `--webhook.max-body-bytes`.
     BodySize,
 }
 
@@ -75,6 +91,7 @@ impl Limit {
         Limit::BodySize,
     ];
 
+    /// The label value, in snake case.
     pub fn as_str(self) -> &'static str {
         match self {
             Limit::HeaderTimeout => "header_timeout",
@@ -93,13 +110,20 @@ pub struct Metrics {
     events: IntCounterVec,
     event_delay: Histogram,
     ids: IntGaugeVec,
+    /// `localtonet_exporter_ids_max`: `--series.max`, set by the ingest writer.
     pub ids_max: IntGauge,
+    /// `localtonet_exporter_store_commit_duration_seconds`: time of each store commit.
     pub store_commit_duration: Histogram,
+    /// `localtonet_exporter_store_commits_total`: store commits attempted, failed ones included.
     pub store_commits: IntCounter,
+    /// `localtonet_exporter_store_commit_errors_total`: store commits that failed.
     pub store_commit_errors: IntCounter,
+    /// `localtonet_exporter_store_size_bytes`: store size on disk, set after each commit.
     pub store_size: IntGauge,
     limit_hits: IntCounterVec,
+    /// `localtonet_exporter_config_last_reload_successful`: 1 or 0, set at start and on reload.
     pub reload_successful: IntGauge,
+    /// `localtonet_exporter_config_last_reload_success_timestamp_seconds`: Unix seconds.
     pub reload_success_timestamp: Gauge,
 }
 

@@ -52,18 +52,29 @@ pub enum NamesError {
     /// The file could not be read.
     #[error("names file {path}: {source}")]
     Read {
+        /// The file, as given.
         path: String,
+        /// What reading it failed with.
         source: std::io::Error,
     },
     /// The file is not valid TOML or has unknown tables.
     #[error("names file {path}: {message}")]
-    Syntax { path: String, message: String },
+    Syntax {
+        /// The file, as given; empty when the text did not come from a file.
+        path: String,
+        /// The parser's complaint with its line when known, quoted text redacted.
+        message: String,
+    },
     /// An entry is invalid.
     #[error("names file {path}: [{table}] entry {entry}: {reason}")]
     Entry {
+        /// The file, as given; empty when the text did not come from a file.
         path: String,
+        /// The table holding the entry: `tunnels`, `tokens` or `token_fingerprints`.
         table: &'static str,
+        /// The entry's quoted key, or `with fingerprint …` for a raw token.
         entry: String,
+        /// What is wrong with it.
         reason: String,
     },
 }

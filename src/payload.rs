@@ -45,15 +45,20 @@ pub struct Options {
 /// A field of a Localtonet event, named as Localtonet documents it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Field {
+    /// The tunnel id or the authtoken.
     Id,
+    /// When the event happened.
     ActionDate,
+    /// `Token` or `Tunnel`, in any case.
     Type,
+    /// `Connected` or `Disconnected`, in any case.
     Status,
 }
 
 impl Field {
     const ALL: [Field; 4] = [Field::Id, Field::ActionDate, Field::Type, Field::Status];
 
+    /// The field's name as Localtonet writes it, e.g. `ActionDate`.
     pub fn as_str(self) -> &'static str {
         match self {
             Field::Id => "Id",
@@ -87,17 +92,27 @@ pub enum Reason {
     BadCharacters(&'static str),
     /// `Type` or `Status` has a value that is not one of the allowed ones.
     Unknown {
+        /// The value sent; a longer one is cut to 40 characters and `…`.
         value: String,
+        /// The allowed values, comma-separated.
         allowed: &'static str,
     },
     /// ActionDate is not a date-time of an accepted form.
     NotADate,
     /// ActionDate is before 2000; holds how long before, in seconds.
-    TooEarly { before_seconds: f64, zone: String },
+    TooEarly {
+        /// How long before 2000-01-01T00:00:00Z the date is, in seconds.
+        before_seconds: f64,
+        /// The `--webhook.timezone` in force, as written in messages.
+        zone: String,
+    },
     /// ActionDate is further ahead of the clock than allowed.
     TooFarAhead {
+        /// How far ahead of this machine's clock the date is, in seconds.
         ahead_seconds: f64,
+        /// The `--webhook.max-future-skew` in force, in seconds.
         max_seconds: f64,
+        /// The `--webhook.timezone` in force, as written in messages.
         zone: String,
     },
 }
@@ -154,7 +169,9 @@ pub enum PayloadError {
     #[error("{}expected a JSON object with Id, ActionDate, Type and Status, got {found}",
         Position(*index))]
     NotAnObject {
+        /// Position in the array, or `None` when the body itself is not an object.
         index: Option<usize>,
+        /// The JSON type found instead, e.g. `a string`.
         found: &'static str,
     },
     /// One field of one event is wrong.
@@ -162,7 +179,9 @@ pub enum PayloadError {
     Field {
         /// Position in the array, or `None` for a single-object body.
         index: Option<usize>,
+        /// The field at fault.
         field: Field,
+        /// What is wrong with it.
         reason: Reason,
     },
 }

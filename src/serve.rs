@@ -25,6 +25,7 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// The process exit code: 2 for a configuration error, 1 for any other failure.
     pub fn code(&self) -> u8 {
         match self {
             Exit::Config(_) => 2,

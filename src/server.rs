@@ -35,7 +35,10 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connection limits, from the flags.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectionLimits {
+    /// Most connections served at once; accepting pauses at the cap (`--web.max-connections`).
     pub max_connections: usize,
+    /// Time allowed for a TLS handshake and for each request's headers, and most idle time
+    /// of a kept-alive connection (`--web.header-timeout`).
     pub header_timeout: Duration,
 }
 

@@ -47,7 +47,10 @@ pub enum Outcome {
     /// First event for the id: the entry was created.
     Created,
     /// Applied, and the status changed from the one given.
-    Changed { from: Status },
+    Changed {
+        /// The status before the event.
+        from: Status,
+    },
     /// Applied, with the same status as before (a reconnect or disconnect that was not seen
     /// to end): counted, but the last-change time stays.
     Unchanged,

@@ -36,11 +36,18 @@ pub enum StoreError {
     /// The store could not be opened, or what is there is not a usable store. The file is
     /// left as it was.
     #[error("cannot use store {path}: {reason}")]
-    Open { path: String, reason: String },
+    Open {
+        /// The store file, as given.
+        path: String,
+        /// Why it cannot be used, in words.
+        reason: String,
+    },
     /// A commit failed; nothing of it was applied.
     #[error("store {path}: commit failed: {source}")]
     Commit {
+        /// The store file, as given.
         path: String,
+        /// The SQLite error the commit failed with.
         source: rusqlite::Error,
     },
 }

@@ -21,10 +21,16 @@ pub enum ApiError {
     BadGroup(&'static str),
     /// The body is larger than `--webhook.max-body-bytes` (413).
     #[error("body is larger than {limit} bytes (--webhook.max-body-bytes)")]
-    TooLarge { limit: u64 },
+    TooLarge {
+        /// The limit in force, in bytes.
+        limit: u64,
+    },
     /// The body did not arrive within `--web.body-timeout` (408).
     #[error("body was not received within {seconds}s (--web.body-timeout)")]
-    BodyTimeout { seconds: u64 },
+    BodyTimeout {
+        /// The timeout in force, in whole seconds (rounded down).
+        seconds: u64,
+    },
     /// The body could not be read (400).
     #[error("body could not be read: {0}")]
     BodyRead(String),

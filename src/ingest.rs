@@ -80,6 +80,8 @@ impl exposition::Tracked for Tracked {
 pub struct View {
     ids: BTreeMap<Key, Tracked>,
     names: Arc<Names>,
+    /// Tracked ids by kind, in the order of [`Kind::ALL`]; kept up to date on every change.
+    counts: [usize; 2],
 }
 
 impl View {
@@ -100,7 +102,7 @@ impl View {
 
     /// Number of tracked ids of a kind.
     pub fn count(&self, kind: Kind) -> usize {
-        self.ids.keys().filter(|k| k.kind == kind).count()
+        self.counts[kind_index(kind)]
     }
 
     /// Number of tracked ids.
@@ -146,14 +148,23 @@ impl View {
             }
             _ => {
                 let labels = labels(&key, &entry);
-                self.ids.insert(key, Tracked { entry, labels });
+                let kind = key.kind;
+                if self.ids.insert(key, Tracked { entry, labels }).is_none() {
+                    self.counts[kind_index(kind)] += 1;
+                }
             }
+        }
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if self.ids.remove(key).is_some() {
+            self.counts[kind_index(key.kind)] -= 1;
         }
     }
 
     fn set_names(&mut self, names: Arc<Names>) {
         self.names = names;
-        let View { ids, names } = self;
+        let View { ids, names, .. } = self;
         for (key, tracked) in ids.iter_mut() {
             tracked.labels = label_set(key, names.get(key), tracked.entry.group.as_deref());
         }
@@ -201,8 +212,8 @@ impl Ingest {
         metrics: Arc<Metrics>,
     ) -> Result<Ingest, StoreError> {
         let mut view = View {
-            ids: BTreeMap::new(),
             names: Arc::new(names),
+            ..View::default()
         };
         for (key, entry) in store.load()? {
             view.insert(key, entry);
@@ -477,9 +488,6 @@ impl Writer {
             .store_commit_duration
             .observe(started.elapsed().as_secs_f64());
         self.metrics.store_commits.inc();
-        self.metrics
-            .store_size
-            .set(i64::try_from(self.store.size_bytes()).unwrap_or(i64::MAX));
         match result {
             Ok(()) => true,
             Err(e) => {
@@ -496,9 +504,7 @@ impl Writer {
             for (key, entry) in overlay {
                 match entry {
                     Some(entry) => view.insert(key, entry),
-                    None => {
-                        view.ids.remove(&key);
-                    }
+                    None => view.remove(&key),
                 }
             }
         }
@@ -516,6 +522,13 @@ impl Writer {
         self.metrics
             .store_size
             .set(i64::try_from(self.store.size_bytes()).unwrap_or(i64::MAX));
+    }
+}
+
+fn kind_index(kind: Kind) -> usize {
+    match kind {
+        Kind::Token => 0,
+        Kind::Tunnel => 1,
     }
 }
 
@@ -733,9 +746,11 @@ mod tests {
             .apply(vec![event("a", Status::Connected, 1)], None)
             .await
             .expect("applied");
+        assert_eq!(ingest.read().count(Kind::Tunnel), 1);
         assert_eq!(ingest.delete(Key::new(Kind::Tunnel, "a")).await, Ok(true));
         assert_eq!(ingest.delete(Key::new(Kind::Tunnel, "a")).await, Ok(false));
         assert!(ingest.read().is_empty());
+        assert_eq!(ingest.read().count(Kind::Tunnel), 0);
     }
 
     #[tokio::test]

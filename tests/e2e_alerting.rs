@@ -6,8 +6,9 @@
 //!
 //! It proves that a disconnected tunnel reaches the receiver as `LocaltonetTunnelDisconnected`
 //! with the documented labels and annotations, that the reconnect resolves it, that the
-//! `send` subcommand feeds a running exporter, and that every query and template variable of
-//! the Grafana dashboards returns data from a real Prometheus.
+//! `send` subcommand feeds a running exporter, that every query and template variable of
+//! the Grafana dashboards returns data from a real Prometheus, and that the dashboard's
+//! disconnect counts equal the Disconnected events sent, first events of new ids included.
 //!
 //! The tools come from the Debian packages `prometheus` and `prometheus-alertmanager`;
 //! `scripts/test.sh` installs them. A missing tool fails the test; nothing is skipped.
@@ -34,7 +35,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{Value as Json, json};
 use serde_yaml_ng::Value as Yaml;
 
-use common::{Exporter, SAMPLE_TOKEN, event};
+use common::{Exporter, SAMPLE_FINGERPRINT, SAMPLE_TOKEN, event};
 use configs::{alertmanager_config, prometheus_config};
 use daemon::{Daemon, http_get, tail, tool};
 use receiver::{Notification, Receiver};
@@ -65,8 +66,9 @@ const FLAPPER_NAME: &str = "flappy-web";
 /// A tunnel with neither name nor group.
 const ANONYMOUS_TUNNEL: &str = "tun-e2e-anon";
 
-/// A named tunnel that never sends an event (`localtonet_unreported`).
+/// A named tunnel that never sends an event (`localtonet_unreported`, no group).
 const SILENT_TUNNEL: &str = "tun-e2e-spare";
+const SILENT_TUNNEL_NAME: &str = "spare-db";
 
 /// The documentation's authtoken, named, in group `edge`.
 const TOKEN_NAME: &str = "home-lab";
@@ -81,6 +83,7 @@ const OTHER_GROUP: &str = "edge";
 fn tunnel_alert_is_notified_and_resolved_and_every_dashboard_query_has_data() {
     let started = Instant::now();
     let stack = Stack::start(&names_file());
+    let before_events = stack.stored_scrape_time();
     step(
         started,
         "exporter, receiver, Alertmanager and Prometheus are up",
@@ -101,6 +104,20 @@ fn tunnel_alert_is_notified_and_resolved_and_every_dashboard_query_has_data() {
     dashboards::check_dashboards(&stack.prometheus, &expected_variable_values());
     step(started, "every dashboard query and variable returned data");
 
+    let expected = expected_disconnects();
+    let sent: u32 = expected.values().sum();
+    let counted = stack
+        .exporter
+        .scrape()
+        .sum("localtonet_disconnects_total", "");
+    assert_eq!(
+        counted,
+        f64::from(sent),
+        "the exporter counts other disconnects than were sent"
+    );
+    dashboards::check_disconnect_counts(&stack.prometheus, before_events, &expected);
+    step(started, "the dashboard counts every disconnect sent");
+
     let firing = stack.wait_for_notification("firing");
     check_firing_notification(&stack, &firing, down_at, sent_at.elapsed());
     step(started, "firing notification received");
@@ -120,7 +137,7 @@ fn names_file() -> String {
         "[tunnels]\n\
          \"{TUNNEL}\" = \"{TUNNEL_NAME}\"\n\
          \"{FLAPPER}\" = \"{FLAPPER_NAME}\"\n\
-         \"{SILENT_TUNNEL}\" = \"spare-db\"\n\
+         \"{SILENT_TUNNEL}\" = \"{SILENT_TUNNEL_NAME}\"\n\
          \n\
          [tokens]\n\
          \"{SAMPLE_TOKEN}\" = \"{TOKEN_NAME}\"\n"
@@ -471,6 +488,21 @@ impl Stack {
         assert_eq!(answer.status, 200, "POST {path} {body}: {}", answer.body);
     }
 
+    /// The time (Unix milliseconds) of the newest successful scrape of the exporter that
+    /// Prometheus has stored. Ids created after this call are in no scrape up to that time.
+    fn stored_scrape_time(&self) -> u64 {
+        let stored = poll(SCRAPE_TIMEOUT, || {
+            self.prometheus
+                .query("timestamp(localtonet_exporter_build_info)")?
+                .first()
+                .map(|sample| (sample.value * 1000.0).round() as u64)
+                .ok_or_else(|| "no successful scrape yet".to_owned())
+        });
+        stored.unwrap_or_else(|error| {
+            panic!("Prometheus did not scrape the exporter in {SCRAPE_TIMEOUT:?}: {error}")
+        })
+    }
+
     /// Waits until Prometheus has scraped every webhook request the exporter has answered so
     /// far.
     fn wait_until_scraped(&self) {
@@ -637,12 +669,34 @@ struct Notified {
     alert: Json,
 }
 
-/// The values the test's events give the dashboard's variables.
+/// The values the test's events and names file give the dashboard's variables. The name of
+/// the silent tunnel comes from `localtonet_unreported`.
 fn expected_variable_values() -> BTreeMap<&'static str, BTreeSet<String>> {
     let set = |values: &[&str]| values.iter().map(|v| v.to_string()).collect();
     BTreeMap::from([
         ("type", set(&["token", "tunnel"])),
         ("group", set(&[TUNNEL_GROUP, OTHER_GROUP])),
-        ("name", set(&[TUNNEL_NAME, FLAPPER_NAME, TOKEN_NAME])),
+        (
+            "name",
+            set(&[TUNNEL_NAME, FLAPPER_NAME, TOKEN_NAME, SILENT_TUNNEL_NAME]),
+        ),
     ])
+}
+
+/// The Disconnected events the test sends, by type and id: one for the tunnel that goes
+/// down (its first event), three for the flapper (the first is its first event), one each
+/// for the named token and the anonymous tunnel (out of order), none for the anonymous
+/// token.
+fn expected_disconnects() -> BTreeMap<(String, String), u32> {
+    let anonymous_token = localtonet_exporter::fingerprint::of(ANONYMOUS_TOKEN);
+    [
+        ("tunnel", TUNNEL, 1),
+        ("tunnel", FLAPPER, 3),
+        ("token", SAMPLE_FINGERPRINT, 1),
+        ("tunnel", ANONYMOUS_TUNNEL, 1),
+        ("token", anonymous_token.as_str(), 0),
+    ]
+    .into_iter()
+    .map(|(kind, id, count)| ((kind.to_owned(), id.to_owned()), count))
+    .collect()
 }

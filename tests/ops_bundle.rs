@@ -561,3 +561,365 @@ fn grafana_provisioning_files_define_a_prometheus_source_and_a_file_provider() {
             .is_some_and(|p| !p.is_empty())
     );
 }
+
+/// A dashboard query that counts Disconnected events over a window.
+struct CountQuery {
+    panel: &'static str,
+    ref_id: &'static str,
+    /// The window as the query writes it: a Grafana variable, or a literal duration.
+    window: &'static str,
+    /// The window the promtool tests give it, in minutes.
+    minutes: usize,
+    /// One sample with the sum over every id, rather than one per id.
+    total: bool,
+    /// Evaluated at every step of a range: it looks only at the last scrape before its
+    /// window, not at the 10 minutes before it.
+    per_step: bool,
+}
+
+const COUNT_QUERIES: [CountQuery; 4] = [
+    CountQuery {
+        panel: "Disconnects in range",
+        ref_id: "A",
+        window: "$__range",
+        minutes: 60,
+        total: true,
+        per_step: false,
+    },
+    CountQuery {
+        panel: "Top flappers",
+        ref_id: "A",
+        window: "$__range",
+        minutes: 60,
+        total: false,
+        per_step: false,
+    },
+    CountQuery {
+        panel: "Status",
+        ref_id: "C",
+        window: "24h",
+        minutes: 24 * 60,
+        total: false,
+        per_step: false,
+    },
+    CountQuery {
+        panel: "Disconnects",
+        ref_id: "A",
+        window: "$__rate_interval",
+        minutes: 8,
+        total: false,
+        per_step: true,
+    },
+];
+
+/// Minute at which the window of every counting scenario starts; the scenarios run from
+/// minute 0 to the end of the window.
+const WINDOW_START: usize = 30;
+
+/// One minute of an input series.
+#[derive(Clone, Copy)]
+enum Sample {
+    Value(u32),
+    /// A scrape that did not happen (Prometheus down): no sample.
+    Missed,
+    /// The staleness marker Prometheus writes when a scrape fails or a series leaves it.
+    Stale,
+}
+
+/// An input series from minute 0 to `end` in promtool's notation.
+fn samples(end: usize, at: impl Fn(usize) -> Sample) -> String {
+    let words: Vec<String> = (0..=end)
+        .map(|minute| match at(minute) {
+            Sample::Value(value) => value.to_string(),
+            Sample::Missed => "_".to_owned(),
+            Sample::Stale => "stale".to_owned(),
+        })
+        .collect();
+    words.join(" ")
+}
+
+/// `localtonet_disconnects_total` of one tunnel of the exporter the scenarios scrape.
+fn disconnects_series(id: &str, name: Option<&str>) -> String {
+    let name = name.map_or(String::new(), |name| format!(",name=\"{name}\""));
+    format!(
+        "localtonet_disconnects_total{{job=\"localtonet\",instance=\"localhost:9877\",\
+         type=\"tunnel\",id=\"{id}\"{name}}}"
+    )
+}
+
+const BUILD_INFO_SERIES: &str = "localtonet_exporter_build_info{job=\"localtonet\",\
+     instance=\"localhost:9877\",version=\"0.1.0\",revision=\"abc\",rustc_version=\"1.85.0\"}";
+
+/// The disconnects a query must count for one label set of an id.
+struct Expected {
+    id: &'static str,
+    name: Option<&'static str>,
+    count: u32,
+    /// What a per-step query counts, where it differs.
+    per_step: Option<u32>,
+}
+
+const fn expect(id: &'static str, name: Option<&'static str>, count: u32) -> Expected {
+    Expected {
+        id,
+        name,
+        count,
+        per_step: None,
+    }
+}
+
+/// Input series and what the counting queries must find at the end of the window.
+struct Scenario {
+    what: &'static str,
+    series: Vec<(String, String)>,
+    expected: Vec<Expected>,
+}
+
+/// The counting scenarios for a window of `minutes`, starting at [`WINDOW_START`]. Events
+/// happen a quarter, a half and three quarters into the window.
+fn count_scenarios(minutes: usize) -> Vec<Scenario> {
+    use Sample::{Missed, Stale, Value};
+    let start = WINDOW_START;
+    let end = start + minutes;
+    let quarter = start + minutes / 4;
+    let half = start + minutes / 2;
+    let three_quarters = start + minutes * 3 / 4;
+    let series = |name: String, at: &dyn Fn(usize) -> Sample| (name, samples(end, at));
+
+    let steady = Scenario {
+        what: "old, new and renamed ids, every scrape successful",
+        series: vec![
+            series(BUILD_INFO_SERIES.to_owned(), &|_| Value(1)),
+            // Long-lived, 100 disconnects before the window and 2 in it.
+            series(disconnects_series("old", None), &|t| {
+                Value(if t < half { 100 } else { 102 })
+            }),
+            // Appears in the window with a disconnect (at 1), then disconnects twice more.
+            series(disconnects_series("new", None), &|t| match t {
+                t if t < quarter => Missed,
+                t if t < half => Value(1),
+                _ => Value(3),
+            }),
+            // Appears with a connect (at 0), then disconnects once.
+            series(disconnects_series("new-up", None), &|t| match t {
+                t if t < quarter => Missed,
+                t if t < half => Value(0),
+                _ => Value(1),
+            }),
+            // Long-lived, renamed from a to b in the window, then disconnects once.
+            series(disconnects_series("renamed", Some("a")), &|t| match t {
+                t if t < quarter => Value(7),
+                t if t == quarter => Stale,
+                _ => Missed,
+            }),
+            series(disconnects_series("renamed", Some("b")), &|t| match t {
+                t if t < quarter => Missed,
+                t if t < half => Value(7),
+                _ => Value(8),
+            }),
+            // Appears in the window (2 disconnects), is renamed, then disconnects once more:
+            // counted once, under its new name.
+            series(disconnects_series("new-renamed", Some("a")), &|t| match t {
+                t if t < quarter => Missed,
+                t if t < half => Value(2),
+                t if t == half => Stale,
+                _ => Missed,
+            }),
+            series(disconnects_series("new-renamed", Some("b")), &|t| match t {
+                t if t < half => Missed,
+                t if t < three_quarters => Value(2),
+                _ => Value(3),
+            }),
+        ],
+        expected: vec![
+            expect("old", None, 2),
+            expect("new", None, 3),
+            expect("new-up", None, 1),
+            expect("renamed", Some("a"), 0),
+            expect("renamed", Some("b"), 1),
+            expect("new-renamed", Some("b"), 3),
+        ],
+    };
+
+    // Scrapes fail from 20 minutes before the window to a quarter into it.
+    let gap = |stale: Sample| {
+        move |t: usize| {
+            if t == start - 20 {
+                stale
+            } else if (start - 20..quarter).contains(&t) {
+                Missed
+            } else {
+                Value(1)
+            }
+        }
+    };
+    let long_gap = |what, stale: Sample| {
+        let up = gap(stale);
+        Scenario {
+            what,
+            series: vec![
+                series(BUILD_INFO_SERIES.to_owned(), &up),
+                // 100 disconnects before the gap, 1 after: counted 1, never 101.
+                series(disconnects_series("old", None), &|t| match up(t) {
+                    Value(_) => Value(if t < half { 100 } else { 101 }),
+                    other => other,
+                }),
+                // Appears after the gap with 2 disconnects. No successful scrape in the 10
+                // minutes before the window tells it from an old id, so increase() alone
+                // counts it and misses them.
+                series(disconnects_series("late", None), &|t| {
+                    if t < half { Missed } else { Value(2) }
+                }),
+            ],
+            expected: vec![expect("old", None, 1), expect("late", None, 0)],
+        }
+    };
+
+    // Scrapes fail in the 3 minutes before the window; older ones succeeded.
+    let short_gap = {
+        let up = |t: usize| match t {
+            t if t == start - 3 => Stale,
+            t if (start - 3..=start).contains(&t) => Missed,
+            _ => Value(1),
+        };
+        Scenario {
+            what: "scrapes failing in the 3 minutes before the window",
+            series: vec![
+                series(BUILD_INFO_SERIES.to_owned(), &up),
+                series(disconnects_series("old", None), &|t| match up(t) {
+                    Value(_) => Value(if t < half { 100 } else { 102 }),
+                    other => other,
+                }),
+                series(disconnects_series("new", None), &|t| match t {
+                    t if t < quarter => Missed,
+                    t if t < half => Value(1),
+                    _ => Value(3),
+                }),
+            ],
+            expected: vec![
+                expect("old", None, 2),
+                // The per-step query sees the failed scrape at the window start and falls
+                // back to increase(), which misses the first disconnect.
+                Expected {
+                    per_step: Some(2),
+                    ..expect("new", None, 3)
+                },
+            ],
+        }
+    };
+
+    vec![
+        steady,
+        long_gap(
+            "scrapes failing (staleness markers) from 20 minutes before the window",
+            Stale,
+        ),
+        long_gap(
+            "Prometheus down (no samples) from 20 minutes before the window",
+            Missed,
+        ),
+        short_gap,
+    ]
+}
+
+/// The expression of the query `ref_id` of the panel titled `panel` in `dashboard`.
+fn panel_query(dashboard: &Json, panel: &str, ref_id: &str) -> Option<String> {
+    panels(dashboard)
+        .into_iter()
+        .filter(|p| p["title"] == panel)
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .find(|target| target["refId"] == ref_id)
+        .and_then(|target| target["expr"].as_str())
+        .map(str::to_owned)
+}
+
+/// Runs the dashboard's disconnect-counting queries through `promtool` on the scenarios of
+/// [`count_scenarios`], with the Type, Group and Name pickers on All.
+#[test]
+fn dashboard_disconnect_counts_include_new_ids_and_never_lifetime_totals_after_gaps() {
+    let path = repo().join("grafana/dashboards/localtonet.json");
+    let file = path.display().to_string();
+    let dashboard = json(&path);
+    let work = tempfile::tempdir().expect("temp dir");
+    let mut failures = Vec::new();
+    for query in &COUNT_QUERIES {
+        let what = format!("{file}: panel {:?} query {}", query.panel, query.ref_id);
+        let expr = panel_query(&dashboard, query.panel, query.ref_id)
+            .unwrap_or_else(|| panic!("{what}: not found"));
+        assert!(
+            expr.contains(query.window),
+            "{what} does not count over {}: {expr}",
+            query.window
+        );
+        let window = format!("{}m", query.minutes);
+        let expr = expr
+            .replace("$__rate_interval", &window)
+            .replace("$__range", &window)
+            .replace("$type", ".*")
+            .replace("$group", ".*")
+            .replace("$name", ".*");
+        assert!(!expr.contains('$'), "{what}: unknown variable in {expr}");
+
+        for scenario in count_scenarios(query.minutes) {
+            let test = count_test(query, &expr, &scenario);
+            let test_file = work.path().join("counts.test.yml");
+            let yaml = serde_yaml_ng::to_string(&test).expect("serialise promtool test");
+            fs::write(&test_file, yaml).expect("write promtool test");
+            let output = match Command::new("promtool")
+                .args(["test", "rules"])
+                .arg(&test_file)
+                .output()
+            {
+                Ok(output) => output,
+                Err(e) => panic!("cannot run `promtool` ({e}): {INSTALL_HINT}"),
+            };
+            if !output.status.success() {
+                failures.push(format!(
+                    "{what}, {}:\n{}",
+                    scenario.what,
+                    String::from_utf8_lossy(&output.stdout)
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A promtool test file that evaluates `expr` (rounded) at the end of the window of
+/// `scenario` and expects its counts.
+fn count_test(query: &CountQuery, expr: &str, scenario: &Scenario) -> Json {
+    let count = |e: &Expected| match (query.per_step, e.per_step) {
+        (true, Some(per_step)) => per_step,
+        _ => e.count,
+    };
+    let expected: Vec<Json> = if query.total {
+        let total: u32 = scenario.expected.iter().map(count).sum();
+        vec![serde_json::json!({"labels": "{}", "value": total})]
+    } else {
+        scenario
+            .expected
+            .iter()
+            .map(|e| {
+                let name = e.name.map_or(String::new(), |n| format!(", name=\"{n}\""));
+                let labels = format!("{{type=\"tunnel\", id=\"{}\"{name}}}", e.id);
+                serde_json::json!({"labels": labels, "value": count(e)})
+            })
+            .collect()
+    };
+    let series: Vec<Json> = scenario
+        .series
+        .iter()
+        .map(|(series, values)| serde_json::json!({"series": series, "values": values}))
+        .collect();
+    serde_json::json!({
+        "tests": [{
+            "interval": "1m",
+            "input_series": series,
+            "promql_expr_test": [{
+                "expr": format!("round({expr})"),
+                "eval_time": format!("{}m", WINDOW_START + query.minutes),
+                "exp_samples": expected,
+            }],
+        }],
+    })
+}

@@ -70,6 +70,8 @@ pub fn tail(text: &str, lines: usize) -> String {
 
 /// One sample of an instant query.
 pub struct Sample {
+    /// The labels of its series (an empty object for a scalar).
+    pub metric: Json,
     pub value: f64,
 }
 
@@ -174,7 +176,16 @@ impl Daemon {
 
     /// An instant query at the current time.
     pub fn query(&self, expr: &str) -> Result<Vec<Sample>, String> {
-        let data = self.api(&format!("/api/v1/query?{}", encode(&[("query", expr)])))?;
+        self.instant_query(&[("query", expr)])
+    }
+
+    /// An instant query at `at` (Unix seconds; milliseconds are kept).
+    pub fn query_at(&self, expr: &str, at: f64) -> Result<Vec<Sample>, String> {
+        self.instant_query(&[("query", expr), ("time", &format!("{at:.3}"))])
+    }
+
+    fn instant_query(&self, params: &[(&str, &str)]) -> Result<Vec<Sample>, String> {
+        let data = self.api(&format!("/api/v1/query?{}", encode(params)))?;
         let value = |v: &Json| -> Result<f64, String> {
             v[1].as_str()
                 .and_then(|text| text.parse().ok())
@@ -185,9 +196,15 @@ impl Daemon {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|sample| value(&sample["value"]).map(|value| Sample { value }))
+                .map(|sample| {
+                    value(&sample["value"]).map(|value| Sample {
+                        metric: sample["metric"].clone(),
+                        value,
+                    })
+                })
                 .collect(),
             Some("scalar") => Ok(vec![Sample {
+                metric: Json::Object(Default::default()),
                 value: value(&data["result"])?,
             }]),
             other => Err(format!("unexpected result type {other:?}")),

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value as Json;
 
@@ -61,6 +61,127 @@ pub fn check_dashboards(prometheus: &Daemon, expected: &BTreeMap<&str, BTreeSet<
             "{}: queries that fail or return no data:\n{failures}",
             file.display()
         );
+    }
+}
+
+/// A dashboard query that counts Disconnected events over a window.
+struct CountQuery {
+    panel: &'static str,
+    ref_id: &'static str,
+    /// The window as the query writes it: a Grafana variable or a literal duration.
+    window: &'static str,
+    /// One sample with the sum over every id, rather than one per id.
+    total: bool,
+}
+
+const COUNT_QUERIES: [CountQuery; 4] = [
+    CountQuery {
+        panel: "Disconnects in range",
+        ref_id: "A",
+        window: "$__range",
+        total: true,
+    },
+    CountQuery {
+        panel: "Top flappers",
+        ref_id: "A",
+        window: "$__range",
+        total: false,
+    },
+    CountQuery {
+        panel: "Status",
+        ref_id: "C",
+        window: "24h",
+        total: false,
+    },
+    CountQuery {
+        panel: "Disconnects",
+        ref_id: "A",
+        window: "$__rate_interval",
+        total: false,
+    },
+];
+
+/// Evaluates the dashboard queries that count Disconnected events, with every picker on All,
+/// over the window from `window_start` (Unix milliseconds) to now, and fails unless each
+/// finds exactly `expected` events per id (by `type` and `id`), or their sum for a total.
+///
+/// The window replaces the query's own (`$__range`, `$__rate_interval`, `24h`). Prometheus
+/// is seconds old: over a window that starts before its first scrape the queries cannot
+/// tell a new id from one that was never scraped, and count with `increase()` alone (see
+/// grafana/README.md). `window_start` is the time of a stored scrape taken before the first
+/// event, as the start of a window on a long-running Prometheus would be.
+pub fn check_disconnect_counts(
+    prometheus: &Daemon,
+    window_start: u64,
+    expected: &BTreeMap<(String, String), u32>,
+) {
+    let path = repo().join("grafana/dashboards/localtonet.json");
+    let text = std::fs::read_to_string(&path).expect("read dashboard");
+    let dashboard: Json =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let variables = dashboard_variables(&dashboard);
+    let queries = panel_queries(&dashboard);
+    let total: u32 = expected.values().sum();
+
+    let checked = poll(DASHBOARD_TIMEOUT, || {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis() as u64;
+        let window = format!("{}ms", now - window_start);
+        let mut wrong = Vec::new();
+        for count in &COUNT_QUERIES {
+            let label = format!("panel {:?} query {}", count.panel, count.ref_id);
+            let Some(query) = queries
+                .iter()
+                .find(|q| q.panel == count.panel && q.ref_id == count.ref_id)
+            else {
+                wrong.push(format!("{label}: not in the dashboard"));
+                continue;
+            };
+            if !query.expr.contains(count.window) {
+                wrong.push(format!("{label}: does not count over {}", count.window));
+                continue;
+            }
+            let expr = substitute(&query.expr.replace(count.window, &window), &variables)?;
+            let samples = prometheus
+                .query_at(&expr, now as f64 / 1000.0)
+                .map_err(|e| format!("{label}: {e}\n    {expr}"))?;
+            let found: BTreeMap<(String, String), f64> = samples
+                .iter()
+                .map(|sample| {
+                    let get = |name: &str| sample.metric[name].as_str().unwrap_or("").to_owned();
+                    ((get("type"), get("id")), sample.value)
+                })
+                .collect();
+            let right = if count.total {
+                samples.len() == 1 && samples[0].value == f64::from(total)
+            } else {
+                found.len() == samples.len()
+                    && found.len() == expected.len()
+                    && expected
+                        .iter()
+                        .all(|(id, &value)| found.get(id) == Some(&f64::from(value)))
+            };
+            if !right {
+                let wanted = if count.total {
+                    format!("{total} in total")
+                } else {
+                    format!("{expected:?}")
+                };
+                wrong.push(format!(
+                    "{label} over {window}: found {found:?}, expected {wanted}\n    {expr}"
+                ));
+            }
+        }
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(wrong.join("\n"))
+        }
+    });
+    if let Err(wrong) = checked {
+        panic!("disconnect counts differ from the events sent:\n{wrong}");
     }
 }
 

@@ -44,7 +44,13 @@ fn local_to_utc<Z: TimeZone>(zone: &Z, local: &NaiveDateTime) -> DateTime<Utc> {
     match zone.from_local_datetime(local) {
         LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t.with_timezone(&Utc),
         LocalResult::None => {
-            let before = zone.offset_from_utc_datetime(local).fix();
+            // Clocks were turned forward over this time (by at most an hour or two); the offset
+            // three hours earlier is the one in force before the change.
+            let earlier = *local - chrono::Duration::hours(3);
+            let before = zone.from_local_datetime(&earlier).earliest().map_or_else(
+                || zone.offset_from_utc_datetime(local).fix(),
+                |t| t.offset().fix(),
+            );
             (*local - before).and_utc()
         }
     }
@@ -147,8 +153,17 @@ fn split_offset(text: &str) -> Option<(&str, Option<FixedOffset>)> {
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fffffffff]` (a space or lower-case `t` also separate date and
 /// time).
 fn parse_local(text: &str) -> Option<NaiveDateTime> {
+    const SHAPE: &[u8; 19] = b"dddd-dd-ddTdd:dd:dd";
     let bytes = text.as_bytes();
-    if bytes.len() < 19 || !matches!(bytes[10], b'T' | b't' | b' ') {
+    let shaped = bytes.len() >= 19
+        && SHAPE.iter().zip(bytes).all(|(want, got)| match want {
+            b'd' => got.is_ascii_digit(),
+            b'T' => matches!(got, b'T' | b't' | b' '),
+            other => got == other,
+        });
+    // Leap seconds (":60") are refused: .NET never writes them, and chrono would read them as
+    // the last second of any minute.
+    if !shaped || &bytes[17..19] == b"60" {
         return None;
     }
     if let Some(fraction) = text.get(19..) {
@@ -173,6 +188,9 @@ pub fn to_nanos(t: &DateTime<Utc>) -> Option<Nanos> {
 /// Formats a duration in seconds the way people read them: `3h0m12s`, `45s`, `1.5s`.
 pub fn human_duration(seconds: f64) -> String {
     let total = seconds.abs();
+    if total < 0.05 {
+        return "less than 0.1s".into();
+    }
     if total < 60.0 {
         let rounded = (total * 10.0).round() / 10.0;
         return format!("{rounded}s");
@@ -257,6 +275,11 @@ mod tests {
         // 2024-03-10 02:30 never happens in New York; it is read with EST (UTC-5).
         let never = utc_seconds("2024-03-10T02:30:00", "America/New_York");
         assert_eq!(never, utc_seconds("2024-03-10T07:30:00Z", "UTC"));
+        // East of UTC too: 2024-03-31 02:30 never happens in Berlin; read with CET (UTC+1),
+        // so it falls after 01:59 local.
+        let never = utc_seconds("2024-03-31T02:30:00", "Europe/Berlin");
+        assert_eq!(never, utc_seconds("2024-03-31T01:30:00Z", "UTC"));
+        assert!(utc_seconds("2024-03-31T01:59:00", "Europe/Berlin") < never);
     }
 
     #[test]
@@ -289,6 +312,11 @@ mod tests {
             "1714394117",
             "29/04/2024 12:35:17",
             "2024-04-29T12:35:17Z+03:00",
+            "2024-04-29T12:35:60Z",
+            "2024-04-29T 1:35:17Z",
+            "2024-04-29T12:35: 7Z",
+            " 2024-4-29T12:35:17Z",
+            "+2024-04-29T12:35:17",
             "２０２４-04-29T12:35:17",
         ] {
             assert_eq!(parse(bad, &Zone::utc()), None, "{bad:?} must be refused");
@@ -326,5 +354,6 @@ mod tests {
         assert_eq!(human_duration(10812.0), "3h0m12s");
         assert_eq!(human_duration(-125.0), "2m5s");
         assert_eq!(human_duration(1.54), "1.5s");
+        assert_eq!(human_duration(1e-9), "less than 0.1s");
     }
 }

@@ -73,6 +73,41 @@ impl Settings {
     }
 }
 
+/// Path prefixes the exporter serves itself; the webhook and telemetry paths stay clear of them.
+const RESERVED_PREFIXES: [&str; 2] = ["/-/", "/api/"];
+
+impl Settings {
+    /// Checks that the webhook and telemetry paths can both be served.
+    pub fn validate(&self) -> Result<(), String> {
+        let (webhook, telemetry) = (&self.webhook_path, &self.telemetry_path);
+        for (flag, path) in [
+            ("--webhook.path", webhook),
+            ("--web.telemetry-path", telemetry),
+        ] {
+            if path.contains(['{', '}', '*']) {
+                return Err(format!("{flag} {path:?}: may not contain {{, }} or *"));
+            }
+            let reserved = |prefix: &&&str| {
+                path.starts_with(**prefix) || path.as_str() == prefix.trim_end_matches('/')
+            };
+            if let Some(prefix) = RESERVED_PREFIXES.iter().find(reserved) {
+                return Err(format!(
+                    "{flag} {path:?}: paths under {prefix} are the exporter's own"
+                ));
+            }
+        }
+        if webhook == "/" {
+            return Err("--webhook.path may not be /".into());
+        }
+        if webhook == telemetry || telemetry.starts_with(&format!("{webhook}/")) {
+            return Err(format!(
+                "--web.telemetry-path {telemetry:?} overlaps --webhook.path {webhook:?}"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The configuration files' content, replaced whole by a successful reload.
 #[derive(Clone, Debug, Default)]
 pub struct Files {
@@ -88,9 +123,7 @@ impl Files {
     /// Reads every configured file. Fails on the first bad one, naming it.
     pub fn load(settings: &Settings) -> Result<Files, String> {
         let names = match &settings.names_file {
-            Some(path) => {
-                Names::load(path, settings.payload.expose_token_ids).map_err(|e| e.to_string())?
-            }
+            Some(path) => Names::load(path).map_err(|e| e.to_string())?,
             None => Names::default(),
         };
         let secret = settings

@@ -331,12 +331,18 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
 }
 
+/// Longest duration a flag accepts: 100 years.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// Reads a duration like `30s`, `5m`, `1h30m` or `30d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text.trim())
         .map_err(|e| format!("{e} (expected e.g. 30s, 5m, 1h30m, 30d)"))?;
     if duration.is_zero() {
         return Err("must be more than 0".into());
+    }
+    if duration > MAX_DURATION {
+        return Err("must be at most 100 years".into());
     }
     Ok(duration)
 }
@@ -428,6 +434,10 @@ mod tests {
             ["localtonet-exporter", "--webhook.allowed-cidrs=10.0.0.0/33"],
             ["localtonet-exporter", "--web.telemetry-path=metrics"],
             ["localtonet-exporter", "--series.max=0"],
+            [
+                "localtonet-exporter",
+                "--series.expire-after=1000000000000d",
+            ],
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
         }

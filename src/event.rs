@@ -69,16 +69,16 @@ impl fmt::Display for Status {
     }
 }
 
-/// Identity of a tracked token or tunnel: its kind and its public id.
+/// Identity of a tracked token or tunnel: its kind and its id.
 ///
-/// The public id of a tunnel is the id Localtonet sends. The public id of a token is its
-/// fingerprint (see [`crate::fingerprint`]) unless `--webhook.expose-token-ids` is set; a `Key`
-/// never holds a raw token otherwise.
+/// The id of a tunnel is the id Localtonet sends. The id of a token is always its fingerprint
+/// (see [`crate::fingerprint`]), so a token keeps one identity whether or not
+/// `--webhook.expose-token-ids` shows the raw token in labels; a `Key` never holds a raw token.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
-    /// Whether the id is a token or a tunnel.
+    /// Token or tunnel.
     pub kind: Kind,
-    /// The public id: the tunnel id, or the token's fingerprint (the raw token when exposed).
+    /// The tunnel id, or the token's fingerprint.
     pub id: Box<str>,
 }
 
@@ -101,4 +101,9 @@ pub struct Event {
     pub status: Status,
     /// The event's ActionDate.
     pub at: Nanos,
+    /// Position of the event in the webhook body (0 for a single-object body).
+    pub index: usize,
+    /// The id to show in labels instead of `key.id`: the raw token, only with
+    /// `--webhook.expose-token-ids`.
+    pub shown_id: Option<Box<str>>,
 }

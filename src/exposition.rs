@@ -72,12 +72,21 @@ pub trait Tracked {
 }
 
 /// Builds the label set of an id: `type="…",id="…"`, then `name` and `group` when present.
-pub fn label_set(key: &Key, name: Option<&str>, group: Option<&str>) -> Box<str> {
-    let mut out = String::with_capacity(32 + key.id.len());
+///
+/// The `id` label is `shown_id` when given (a raw token with `--webhook.expose-token-ids`),
+/// else the key's id.
+pub fn label_set(
+    key: &Key,
+    shown_id: Option<&str>,
+    name: Option<&str>,
+    group: Option<&str>,
+) -> Box<str> {
+    let id = shown_id.unwrap_or(&key.id);
+    let mut out = String::with_capacity(32 + id.len());
     out.push_str("type=\"");
     out.push_str(key.kind.as_str());
     out.push_str("\",id=\"");
-    escape_into(&key.id, &mut out);
+    escape_into(id, &mut out);
     out.push('"');
     for (label, value) in [("name", name), ("group", group)] {
         if let Some(value) = value {
@@ -205,8 +214,17 @@ mod tests {
     fn label_values_are_escaped_as_the_text_format_requires() {
         let key = Key::new(Kind::Tunnel, "a\"b\\c\nd");
         assert_eq!(
-            &*label_set(&key, Some("x\"y"), None),
+            &*label_set(&key, None, Some("x\"y"), None),
             r#"type="tunnel",id="a\"b\\c\nd",name="x\"y""#
+        );
+    }
+
+    #[test]
+    fn a_shown_id_replaces_the_key_id_in_the_label() {
+        let key = Key::new(Kind::Token, "3b8f0e6747ce707b");
+        assert_eq!(
+            &*label_set(&key, Some("raw"), None, None),
+            r#"type="token",id="raw""#
         );
     }
 
@@ -214,11 +232,11 @@ mod tests {
     fn absent_name_and_group_are_left_out() {
         let key = Key::new(Kind::Token, "3b8f0e6747ce707b");
         assert_eq!(
-            &*label_set(&key, None, None),
+            &*label_set(&key, None, None, None),
             r#"type="token",id="3b8f0e6747ce707b""#
         );
         assert_eq!(
-            &*label_set(&key, Some("n"), Some("g")),
+            &*label_set(&key, None, Some("n"), Some("g")),
             r#"type="token",id="3b8f0e6747ce707b",name="n",group="g""#
         );
     }
@@ -240,7 +258,7 @@ mod tests {
     fn writes_every_family_with_help_and_type() {
         let key = Key::new(Kind::Tunnel, "t1");
         let entry = Entry::first(Status::Disconnected, 1_714_394_117_154_580_000, None);
-        let rows = [Row(label_set(&key, Some("office"), None), entry)];
+        let rows = [Row(label_set(&key, None, Some("office"), None), entry)];
         let mut out = Vec::new();
         write_ids(&mut out, rows.iter());
         let text = String::from_utf8(out).expect("utf-8");

@@ -132,28 +132,32 @@ impl View {
         let unreported: Vec<Box<str>> = self
             .unreported()
             .into_iter()
-            .map(|(key, name)| label_set(key, Some(name), None))
+            .map(|(key, name)| label_set(key, None, Some(name), None))
             .collect();
         exposition::write_unreported(out, unreported.iter().map(|l| &**l));
     }
 
     fn insert(&mut self, key: Key, entry: Entry) {
-        let labels =
-            |key: &Key, entry: &Entry| label_set(key, self.names.get(key), entry.group.as_deref());
-        match self.ids.get(&key) {
-            Some(tracked) if tracked.entry.group == entry.group => {
-                if let Some(tracked) = self.ids.get_mut(&key) {
-                    tracked.entry = entry;
-                }
+        match self.ids.get_mut(&key) {
+            Some(tracked)
+                if tracked.entry.group == entry.group
+                    && tracked.entry.shown_id == entry.shown_id =>
+            {
+                tracked.entry = entry;
             }
             _ => {
-                let labels = labels(&key, &entry);
+                let labels = self.labels_for(&key, &entry);
                 let kind = key.kind;
                 if self.ids.insert(key, Tracked { entry, labels }).is_none() {
                     self.counts[kind_index(kind)] += 1;
                 }
             }
         }
+    }
+
+    fn labels_for(&self, key: &Key, entry: &Entry) -> Box<str> {
+        let name = self.names.get(key);
+        label_set(key, entry.shown_id.as_deref(), name, entry.group.as_deref())
     }
 
     fn remove(&mut self, key: &Key) {
@@ -166,16 +170,21 @@ impl View {
         self.names = names;
         let View { ids, names, .. } = self;
         for (key, tracked) in ids.iter_mut() {
-            tracked.labels = label_set(key, names.get(key), tracked.entry.group.as_deref());
+            let entry = &tracked.entry;
+            let shown = entry.shown_id.as_deref();
+            tracked.labels = label_set(key, shown, names.get(key), entry.group.as_deref());
         }
     }
 }
 
-/// Limits the writer enforces.
+/// How the writer treats the state, from the flags.
 #[derive(Clone, Debug)]
-pub struct Limits {
-    /// Most ids tracked at once (`--series.max`).
+pub struct Config {
+    /// Most ids tracked at once (`--series.max`); only new ids are refused beyond it.
     pub series_max: usize,
+    /// Whether raw tokens may be kept to show in labels (`--webhook.expose-token-ids`).
+    /// When not, raw tokens left in the store by an earlier run are removed at start.
+    pub expose_token_ids: bool,
 }
 
 enum Job {
@@ -204,18 +213,31 @@ pub struct Ingest {
 impl Ingest {
     /// Loads the state from `store` and starts the writer thread.
     ///
-    /// Blocks while loading; when it returns, the published state is what the store held.
+    /// Blocks while loading; when it returns, the published state is what the store held
+    /// (without raw tokens, unless `config.expose_token_ids`).
     pub fn start(
         mut store: Box<dyn Store>,
         names: Names,
-        limits: Limits,
+        config: Config,
         metrics: Arc<Metrics>,
     ) -> Result<Ingest, StoreError> {
+        let mut entries = store.load()?;
+        if !config.expose_token_ids {
+            scrub_raw_tokens(store.as_mut(), &mut entries)?;
+        }
+        if entries.len() > config.series_max {
+            tracing::warn!(
+                ids = entries.len(),
+                max = config.series_max,
+                "the store holds more ids than --series.max: known ids are still updated, \
+                 new ones are refused until enough are forgotten"
+            );
+        }
         let mut view = View {
             names: Arc::new(names),
             ..View::default()
         };
-        for (key, entry) in store.load()? {
+        for (key, entry) in entries {
             view.insert(key, entry);
         }
         let view = Arc::new(RwLock::new(view));
@@ -224,7 +246,7 @@ impl Ingest {
         let mut writer = Writer {
             store,
             view: Arc::clone(&view),
-            limits,
+            config,
             metrics,
             queue,
         };
@@ -319,6 +341,7 @@ enum Pending {
 /// A status change, logged once it is durable.
 struct StateChange {
     key: Key,
+    shown_id: Option<Box<str>>,
     from: Option<Status>,
     to: Status,
     at: Nanos,
@@ -327,7 +350,7 @@ struct StateChange {
 struct Writer {
     store: Box<dyn Store>,
     view: Arc<RwLock<View>>,
-    limits: Limits,
+    config: Config,
     metrics: Arc<Metrics>,
     queue: mpsc::Receiver<Job>,
 }
@@ -425,11 +448,11 @@ impl Writer {
             .map(|e| &e.key)
             .filter(|key| current(view, overlay, key).is_none())
             .collect();
-        if *tracked + new.len() > self.limits.series_max {
+        if !new.is_empty() && *tracked + new.len() > self.config.series_max {
             return Err(IngestError::SeriesLimit {
                 tracked: *tracked,
                 adding: new.len(),
-                max: self.limits.series_max,
+                max: self.config.series_max,
             });
         }
         *tracked += new.len();
@@ -456,12 +479,15 @@ impl Writer {
             if let Some(from) = from {
                 changes.push(StateChange {
                     key: event.key.clone(),
+                    shown_id: event.shown_id.clone(),
                     from,
                     to: event.status,
                     at: event.at,
                 });
             }
             if outcome != Outcome::Duplicate {
+                let mut entry = entry;
+                entry.shown_id.clone_from(&event.shown_id);
                 overlay.insert(event.key.clone(), Some(entry));
             }
             outcomes.push(outcome);
@@ -518,7 +544,7 @@ impl Writer {
         }
         self.metrics
             .ids_max
-            .set(i64::try_from(self.limits.series_max).unwrap_or(i64::MAX));
+            .set(i64::try_from(self.config.series_max).unwrap_or(i64::MAX));
         self.metrics
             .store_size
             .set(i64::try_from(self.store.size_bytes()).unwrap_or(i64::MAX));
@@ -530,6 +556,28 @@ fn kind_index(kind: Kind) -> usize {
         Kind::Token => 0,
         Kind::Tunnel => 1,
     }
+}
+
+/// Removes raw tokens that a run with `--webhook.expose-token-ids` left in the store, and
+/// the traces they may have left on disk.
+fn scrub_raw_tokens(store: &mut dyn Store, entries: &mut [(Key, Entry)]) -> Result<(), StoreError> {
+    let mut scrubbed = Vec::new();
+    for (key, entry) in entries.iter_mut() {
+        if entry.shown_id.take().is_some() {
+            scrubbed.push((key.clone(), entry.clone()));
+        }
+    }
+    if scrubbed.is_empty() {
+        return Ok(());
+    }
+    let changes: Vec<Change<'_>> = scrubbed.iter().map(|(k, e)| Change::Put(k, e)).collect();
+    store.commit(&changes)?;
+    store.compact()?;
+    tracing::warn!(
+        tokens = scrubbed.len(),
+        "removed raw tokens from the store: --webhook.expose-token-ids is off"
+    );
+    Ok(())
 }
 
 /// The entry of `key` as the batch sees it: changed in the batch, or published.
@@ -593,7 +641,7 @@ fn log_changes(changes: &[StateChange], view: &RwLock<View>) {
     for change in changes {
         tracing::info!(
             r#type = change.key.kind.as_str(),
-            id = &*change.key.id,
+            id = change.shown_id.as_deref().unwrap_or(&change.key.id),
             name = view.name(&change.key).unwrap_or(""),
             old = change.from.map_or("unknown", Status::as_str),
             new = change.to.as_str(),
@@ -625,6 +673,8 @@ mod tests {
             key: Key::new(Kind::Tunnel, id),
             status,
             at,
+            index: 0,
+            shown_id: None,
         }
     }
 
@@ -633,7 +683,10 @@ mod tests {
         Ingest::start(
             Box::new(MemoryStore),
             Names::default(),
-            Limits { series_max },
+            Config {
+                series_max,
+                expose_token_ids: false,
+            },
             metrics,
         )
         .expect("start")
@@ -702,6 +755,121 @@ mod tests {
         assert_eq!((entry.connects, entry.disconnects), (100, 100));
         assert_eq!(entry.newest, 1_199);
         assert_eq!(entry.status, Status::Disconnected);
+    }
+
+    /// Changes committed to a [`Recording`] store: `None` is a deletion.
+    type Committed = Arc<parking_lot::Mutex<Vec<(Key, Option<Entry>)>>>;
+
+    /// A store that hands out fixed entries and records what is committed.
+    #[derive(Default)]
+    struct Recording {
+        entries: Vec<(Key, Entry)>,
+        committed: Committed,
+    }
+
+    impl Store for Recording {
+        fn load(&mut self) -> Result<Vec<(Key, Entry)>, StoreError> {
+            Ok(std::mem::take(&mut self.entries))
+        }
+        fn commit(&mut self, changes: &[Change<'_>]) -> Result<(), StoreError> {
+            let mut committed = self.committed.lock();
+            for change in changes {
+                committed.push(match change {
+                    Change::Put(k, e) => ((*k).clone(), Some((*e).clone())),
+                    Change::Delete(k) => ((*k).clone(), None),
+                });
+            }
+            Ok(())
+        }
+        fn size_bytes(&self) -> u64 {
+            0
+        }
+    }
+
+    fn start_with(store: Recording, series_max: usize, expose_token_ids: bool) -> Ingest {
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let config = Config {
+            series_max,
+            expose_token_ids,
+        };
+        Ingest::start(Box::new(store), Names::default(), config, metrics).expect("start")
+    }
+
+    #[tokio::test]
+    async fn known_ids_are_still_updated_when_the_store_holds_more_than_the_cap() {
+        let entries = ["a", "b", "c"]
+            .iter()
+            .map(|id| {
+                (
+                    Key::new(Kind::Tunnel, *id),
+                    Entry::first(Status::Connected, 1, None),
+                )
+            })
+            .collect();
+        let store = Recording {
+            entries,
+            ..Recording::default()
+        };
+        let ingest = start_with(store, 2, false);
+        let known = ingest
+            .apply(vec![event("a", Status::Disconnected, 2)], None)
+            .await;
+        assert_eq!(
+            known,
+            Ok(vec![Outcome::Changed {
+                from: Status::Connected
+            }])
+        );
+        let new = ingest
+            .apply(vec![event("d", Status::Connected, 2)], None)
+            .await;
+        assert!(
+            matches!(new, Err(IngestError::SeriesLimit { .. })),
+            "{new:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn raw_tokens_left_by_an_exposing_run_are_scrubbed_at_start() {
+        let fingerprint = crate::fingerprint::of("raw-token");
+        let mut entry = Entry::first(Status::Connected, 1, None);
+        entry.shown_id = Some("raw-token".into());
+        let key = Key::new(Kind::Token, fingerprint.as_str());
+        let entries = vec![(key.clone(), entry.clone())];
+
+        let kept = Recording {
+            entries: entries.clone(),
+            ..Recording::default()
+        };
+        let committed = Arc::clone(&kept.committed);
+        let ingest = start_with(kept, 10, true);
+        assert!(
+            committed.lock().is_empty(),
+            "nothing to scrub while exposing"
+        );
+        assert_eq!(
+            ingest.read().ids().next().map(|(_, t)| &*t.labels),
+            Some("type=\"token\",id=\"raw-token\"")
+        );
+
+        let scrubbed = Recording {
+            entries,
+            ..Recording::default()
+        };
+        let committed = Arc::clone(&scrubbed.committed);
+        let ingest = start_with(scrubbed, 10, false);
+        let expected_labels = format!("type=\"token\",id=\"{fingerprint}\"");
+        assert_eq!(
+            ingest.read().ids().next().map(|(_, t)| &*t.labels),
+            Some(expected_labels.as_str())
+        );
+        let committed = committed.lock();
+        assert_eq!(committed.len(), 1);
+        assert_eq!(committed[0].0, key);
+        assert_eq!(
+            committed[0].1.as_ref().and_then(|e| e.shown_id.clone()),
+            None
+        );
     }
 
     #[tokio::test]
@@ -798,7 +966,10 @@ mod tests {
         let ingest = Ingest::start(
             Box::new(Broken),
             Names::default(),
-            Limits { series_max: 10 },
+            Config {
+                series_max: 10,
+                expose_token_ids: false,
+            },
             metrics,
         )
         .expect("start");
@@ -816,7 +987,7 @@ mod tests {
             .apply(vec![event("a", Status::Connected, 1)], None)
             .await
             .expect("applied");
-        let names = Names::parse("[tunnels]\na = \"A\"\nb = \"B\"\n", false).expect("names");
+        let names = Names::parse("[tunnels]\na = \"A\"\nb = \"B\"\n").expect("names");
         ingest.set_names(names);
         let mut out = Vec::new();
         ingest.read().render(&mut out);

@@ -15,6 +15,7 @@ pub mod app;
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod config_file;
 pub mod event;
 pub mod exposition;
 pub mod fingerprint;

@@ -22,6 +22,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::config_file;
 use crate::event::{Key, Kind};
 use crate::fingerprint;
 use crate::payload;
@@ -50,12 +51,12 @@ struct File {
 #[derive(Debug, thiserror::Error)]
 pub enum NamesError {
     /// The file could not be read.
-    #[error("names file {path}: {source}")]
+    #[error("names file {path}: {reason}")]
     Read {
         /// The file, as given.
         path: String,
-        /// What reading it failed with.
-        source: std::io::Error,
+        /// Why it could not be read.
+        reason: String,
     },
     /// The file is not valid TOML or has unknown tables.
     #[error("names file {path}: {message}")]
@@ -80,19 +81,18 @@ pub enum NamesError {
 }
 
 impl Names {
-    /// Reads and validates a names file. With `expose_token_ids`, tokens are keyed by the raw
-    /// token (as events are), and `[token_fingerprints]` entries cannot match any event.
-    pub fn load(path: &Path, expose_token_ids: bool) -> Result<Names, NamesError> {
+    /// Reads and validates a names file. Tokens are keyed by fingerprint, as events are.
+    pub fn load(path: &Path) -> Result<Names, NamesError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| NamesError::Read {
+        let text = config_file::read_text(path).map_err(|reason| NamesError::Read {
             path: shown.clone(),
-            source,
+            reason,
         })?;
-        Names::parse(&text, expose_token_ids).map_err(|e| e.with_path(&shown))
+        Names::parse(&text).map_err(|e| e.with_path(&shown))
     }
 
     /// Parses the text of a names file; see [`Names::load`].
-    pub fn parse(text: &str, expose_token_ids: bool) -> Result<Names, NamesError> {
+    pub fn parse(text: &str) -> Result<Names, NamesError> {
         let file: File = toml::from_str(text).map_err(|e| NamesError::Syntax {
             path: String::new(),
             message: describe_toml_error(&e, text),
@@ -107,13 +107,7 @@ impl Names {
         for (token, name) in file.tokens {
             let fp = fingerprint::of(&token);
             let entry = format!("with fingerprint {fp}");
-            let id = if expose_token_ids {
-                payload::check_label_id(&token).map_err(|r| entry_error("tokens", &entry, r))?;
-                token
-            } else {
-                fp
-            };
-            names.insert(Key::new(Kind::Token, id), &name, "tokens", entry)?;
+            names.insert(Key::new(Kind::Token, fp), &name, "tokens", entry)?;
         }
         for (fp, name) in file.token_fingerprints {
             let entry = format!("{fp:?}");
@@ -176,7 +170,7 @@ impl NamesError {
     fn with_path(self, path: &str) -> NamesError {
         let path = path.to_string();
         match self {
-            NamesError::Read { source, .. } => NamesError::Read { path, source },
+            NamesError::Read { reason, .. } => NamesError::Read { path, reason },
             NamesError::Syntax { message, .. } => NamesError::Syntax { path, message },
             NamesError::Entry {
                 table,
@@ -258,10 +252,9 @@ mod tests {
 
     #[test]
     fn tunnels_and_tokens_get_their_names_and_tokens_are_keyed_by_fingerprint() {
-        let names = Names::parse(
-            &format!("[tunnels]\n\"t-1\" = \"office\"\n[tokens]\n\"{TOKEN}\" = \"home\"\n"),
-            false,
-        )
+        let names = Names::parse(&format!(
+            "[tunnels]\n\"t-1\" = \"office\"\n[tokens]\n\"{TOKEN}\" = \"home\"\n"
+        ))
         .expect("valid");
         assert_eq!(names.get(&Key::new(Kind::Tunnel, "t-1")), Some("office"));
         let fp = fingerprint::of(TOKEN);
@@ -272,11 +265,8 @@ mod tests {
 
     #[test]
     fn token_fingerprints_table_names_tokens_without_the_token() {
-        let names = Names::parse(
-            "[token_fingerprints]\n\"3b8f0e6747ce707b\" = \"home\"\n",
-            false,
-        )
-        .expect("valid");
+        let names =
+            Names::parse("[token_fingerprints]\n\"3b8f0e6747ce707b\" = \"home\"\n").expect("valid");
         assert_eq!(
             names.get(&Key::new(Kind::Token, fingerprint::of(TOKEN))),
             Some("home")
@@ -284,16 +274,8 @@ mod tests {
     }
 
     #[test]
-    fn expose_token_ids_keys_tokens_by_the_raw_token() {
-        let names =
-            Names::parse(&format!("[tokens]\n\"{TOKEN}\" = \"home\"\n"), true).expect("valid");
-        assert_eq!(names.get(&Key::new(Kind::Token, TOKEN)), Some("home"));
-    }
-
-    #[test]
     fn errors_name_the_entry_but_never_the_raw_token() {
-        let err = Names::parse(&format!("[tokens]\n\"{TOKEN}\" = \"\"\n"), false)
-            .expect_err("empty name");
+        let err = Names::parse(&format!("[tokens]\n\"{TOKEN}\" = \"\"\n")).expect_err("empty name");
         let message = err.to_string();
         assert!(
             message.contains("fingerprint 3b8f0e6747ce707b"),
@@ -306,12 +288,10 @@ mod tests {
     #[test]
     fn toml_errors_say_where_without_quoting_keys() {
         let text = format!("[tokens]\n\"{TOKEN}\" = \"a\"\n\"{TOKEN}\" = \"b\"\n");
-        let message = Names::parse(&text, false)
-            .expect_err("duplicate")
-            .to_string();
+        let message = Names::parse(&text).expect_err("duplicate").to_string();
         assert!(message.contains("line 3"), "{message}");
         assert!(!message.contains(TOKEN), "{message}");
-        let message = Names::parse("[tokens]\nx = 1\n", false)
+        let message = Names::parse("[tokens]\nx = 1\n")
             .expect_err("int")
             .to_string();
         assert!(message.contains("line 2"), "{message}");
@@ -319,12 +299,12 @@ mod tests {
 
     #[test]
     fn unknown_tables_and_bad_ids_are_refused() {
-        assert!(Names::parse("[tunnel]\na = \"b\"\n", false).is_err());
-        assert!(Names::parse("[tunnels]\n\"a b\" = \"b\"\n", false).is_err());
-        assert!(Names::parse("[token_fingerprints]\nabc = \"b\"\n", false).is_err());
+        assert!(Names::parse("[tunnel]\na = \"b\"\n").is_err());
+        assert!(Names::parse("[tunnels]\n\"a b\" = \"b\"\n").is_err());
+        assert!(Names::parse("[token_fingerprints]\nabc = \"b\"\n").is_err());
         let long = "n".repeat(MAX_NAME_LEN + 1);
-        assert!(Names::parse(&format!("[tunnels]\na = \"{long}\"\n"), false).is_err());
-        assert!(Names::parse("[tunnels]\na = \"x\\ny\"\n", false).is_err());
+        assert!(Names::parse(&format!("[tunnels]\na = \"{long}\"\n")).is_err());
+        assert!(Names::parse("[tunnels]\na = \"x\\ny\"\n").is_err());
     }
 
     #[test]
@@ -332,13 +312,13 @@ mod tests {
         let text = format!(
             "[tokens]\n\"{TOKEN}\" = \"a\"\n[token_fingerprints]\n\"3b8f0e6747ce707b\" = \"b\"\n"
         );
-        let message = Names::parse(&text, false).expect_err("twice").to_string();
+        let message = Names::parse(&text).expect_err("twice").to_string();
         assert!(message.contains("already named"), "{message}");
     }
 
     #[test]
     fn names_may_hold_quotes_and_unicode() {
-        let names = Names::parse("[tunnels]\na = 'Büro \"SSH\" \\\\'\n", false).expect("valid");
+        let names = Names::parse("[tunnels]\na = 'Büro \"SSH\" \\\\'\n").expect("valid");
         assert_eq!(
             names.get(&Key::new(Kind::Tunnel, "a")),
             Some("Büro \"SSH\" \\\\")

@@ -16,7 +16,8 @@ use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
 
 use crate::action_date::{self, Zone};
 use crate::event::{Event, Key, Kind, Status};
@@ -242,35 +243,96 @@ pub fn parse(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(PayloadError::Empty);
     }
-    let value: Value =
+    let node: Node =
         serde_json::from_slice(body).map_err(|e| PayloadError::Syntax(e.to_string()))?;
 
-    let mut events = match value {
-        Value::Object(object) => vec![parse_event(&object, None, options, now)?],
-        Value::Array(items) => items
+    let mut events = match node {
+        Node::Object(pairs) => vec![parse_event(&pairs, None, options, now)?],
+        Node::Array(items) => items
             .iter()
             .enumerate()
             .map(|(i, item)| match item {
-                Value::Object(object) => parse_event(object, Some(i), options, now),
-                other => Err(PayloadError::NotAnObject {
-                    index: Some(i),
-                    found: json_type(other),
-                }),
+                Node::Object(pairs) => parse_event(pairs, Some(i), options, now),
+                Node::Array(_) => Err(not_an_object(Some(i), "an array")),
+                Node::Other(found) => Err(not_an_object(Some(i), found)),
             })
             .collect::<Result<Vec<_>, _>>()?,
-        other => {
-            return Err(PayloadError::NotAnObject {
-                index: None,
-                found: json_type(&other),
-            });
-        }
+        Node::Other(found) => return Err(not_an_object(None, found)),
     };
     events.sort_by_key(|e| e.at);
     Ok(events)
 }
 
+fn not_an_object(index: Option<usize>, found: &'static str) -> PayloadError {
+    PayloadError::NotAnObject { index, found }
+}
+
+/// A body or array element as read, objects kept as their key-value pairs in order: a JSON
+/// map would keep only the last of two equal keys, and a repeated key must be refused.
+enum Node {
+    Object(Vec<(String, Value)>),
+    Array(Vec<Node>),
+    Other(&'static str),
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Node, D::Error> {
+        deserializer.deserialize_any(NodeVisitor)
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+        let mut pairs = Vec::new();
+        while let Some(pair) = map.next_entry::<String, Value>()? {
+            pairs.push(pair);
+        }
+        Ok(Node::Object(pairs))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Node>()? {
+            items.push(item);
+        }
+        Ok(Node::Array(items))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Node, E> {
+        Ok(Node::Other("a boolean"))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Node, E> {
+        Ok(Node::Other("a number"))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Node, E> {
+        Ok(Node::Other("a number"))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Node, E> {
+        Ok(Node::Other("a number"))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Node, E> {
+        Ok(Node::Other("a string"))
+    }
+
+    fn visit_unit<E>(self) -> Result<Node, E> {
+        Ok(Node::Other("null"))
+    }
+}
+
 fn parse_event(
-    object: &Map<String, Value>,
+    pairs: &[(String, Value)],
     index: Option<usize>,
     options: &Options,
     now: DateTime<Utc>,
@@ -280,7 +342,7 @@ fn parse_event(
         field,
         reason,
     };
-    let [id, date, kind, status] = find_fields(object).map_err(|(f, r)| fail(f, r))?;
+    let [id, date, kind, status] = find_fields(pairs).map_err(|(f, r)| fail(f, r))?;
 
     let kind = match kind {
         s if s.eq_ignore_ascii_case("token") => Kind::Token,
@@ -293,19 +355,22 @@ fn parse_event(
         s => return Err(fail(Field::Status, unknown(s, "Connected, Disconnected"))),
     };
     let at = parse_date(date, options, now).map_err(|r| fail(Field::ActionDate, r))?;
-    let id = public_id(kind, id, options.expose_token_ids).map_err(|r| fail(Field::Id, r))?;
+    let (id, shown_id) =
+        public_id(kind, id, options.expose_token_ids).map_err(|r| fail(Field::Id, r))?;
 
     Ok(Event {
         key: Key::new(kind, id),
         status,
         at,
+        index: index.unwrap_or(0),
+        shown_id,
     })
 }
 
 /// Finds Id, ActionDate, Type and Status (in that order), ignoring key case.
-fn find_fields(object: &Map<String, Value>) -> Result<[&str; 4], (Field, Reason)> {
+fn find_fields(pairs: &[(String, Value)]) -> Result<[&str; 4], (Field, Reason)> {
     let mut found: [Option<&str>; 4] = [None; 4];
-    for (key, value) in object {
+    for (key, value) in pairs {
         let Some(slot) = Field::ALL
             .iter()
             .position(|f| key.eq_ignore_ascii_case(f.as_str()))
@@ -345,7 +410,8 @@ fn parse_date(text: &str, options: &Options, now: DateTime<Utc>) -> Result<i64, 
     let at = action_date::parse(text, &options.zone).ok_or(Reason::NotADate)?;
     let zone = options.zone.to_string();
 
-    let before = (EARLIEST_ACTION_DATE - at.timestamp()) as f64;
+    let earliest = DateTime::from_timestamp(EARLIEST_ACTION_DATE, 0).unwrap_or_default();
+    let before = (earliest - at).as_seconds_f64();
     if before > 0.0 {
         return Err(Reason::TooEarly {
             before_seconds: before,
@@ -364,25 +430,31 @@ fn parse_date(text: &str, options: &Options, now: DateTime<Utc>) -> Result<i64, 
     action_date::to_nanos(&at).ok_or(Reason::NotADate)
 }
 
-/// Validates an `Id` and returns the id shown for it: a tunnel id as is, a token as its
-/// fingerprint (or as is with `expose`).
-fn public_id(kind: Kind, id: &str, expose: bool) -> Result<String, Reason> {
+/// Validates an `Id` and returns the key's id with, for a token shown raw, the raw token.
+///
+/// A tunnel id is its own key. A token's key is its fingerprint; with `expose` the raw token
+/// comes back too, to be shown in labels, and must then pass the label id rules.
+fn public_id(kind: Kind, id: &str, expose: bool) -> Result<(String, Option<Box<str>>), Reason> {
+    if kind == Kind::Tunnel {
+        check_label_id(id)?;
+        return Ok((id.to_string(), None));
+    }
     if id.is_empty() {
         return Err(Reason::Empty);
     }
-    if kind == Kind::Token && !expose {
-        if id.len() > MAX_TOKEN_LEN {
-            return Err(Reason::TooLong(MAX_TOKEN_LEN));
-        }
-        if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(Reason::BadCharacters(
-                "characters other than whitespace and controls",
-            ));
-        }
-        return Ok(fingerprint::of(id));
+    if expose {
+        check_label_id(id)?;
+        return Ok((fingerprint::of(id), Some(id.into())));
     }
-    check_label_id(id)?;
-    Ok(id.to_string())
+    if id.len() > MAX_TOKEN_LEN {
+        return Err(Reason::TooLong(MAX_TOKEN_LEN));
+    }
+    if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(Reason::BadCharacters(
+            "characters other than whitespace and controls",
+        ));
+    }
+    Ok((fingerprint::of(id), None))
 }
 
 /// Checks an id that is shown as a label value as it is.
@@ -446,6 +518,8 @@ mod tests {
                 key: Key::new(Kind::Token, fingerprint::of("9xknivVmUWwu1dqBOHRybM78")),
                 status: Status::Disconnected,
                 at: 1_714_394_117_154_580_000,
+                index: 0,
+                shown_id: None,
             }]
         );
     }
@@ -467,13 +541,34 @@ mod tests {
     }
 
     #[test]
-    fn expose_token_ids_keeps_the_raw_token() {
+    fn expose_token_ids_keeps_the_fingerprint_as_identity_and_the_raw_token_to_show() {
         let opts = Options {
             expose_token_ids: true,
             ..options()
         };
         let events = parse(SAMPLE.as_bytes(), &opts, now()).expect("valid");
-        assert_eq!(&*events[0].key.id, "9xknivVmUWwu1dqBOHRybM78");
+        assert_eq!(
+            &*events[0].key.id,
+            fingerprint::of("9xknivVmUWwu1dqBOHRybM78")
+        );
+        assert_eq!(
+            events[0].shown_id.as_deref(),
+            Some("9xknivVmUWwu1dqBOHRybM78")
+        );
+        let shown = parse(SAMPLE.as_bytes(), &options(), now()).expect("valid");
+        assert_eq!(shown[0].shown_id, None);
+    }
+
+    #[test]
+    fn events_remember_their_position_in_the_body() {
+        let body = format!(
+            "[{}, {}]",
+            SAMPLE,
+            SAMPLE.replace("12:35:17.154580", "12:35:16")
+        );
+        let events = parse_str(&body).expect("valid");
+        let positions: Vec<usize> = events.iter().map(|e| e.index).collect();
+        assert_eq!(positions, [1, 0], "sorted by date, positions kept");
     }
 
     #[test]
@@ -551,6 +646,16 @@ mod tests {
         let bad = SAMPLE.replace("\"Token\"", "\"Foo\"");
         let err = parse_str(&format!("[{SAMPLE},{bad}]")).expect_err("bad second");
         assert_eq!((err.index(), err.field()), (Some(1), Some(Field::Type)));
+    }
+
+    #[test]
+    fn keys_given_twice_in_the_same_case_are_refused() {
+        let body = r#"{"Id":"a","Id":"b","ActionDate":"2024-04-29T12:35:17Z","Type":"Tunnel",
+            "Status":"Connected"}"#;
+        let err = parse_str(body).expect_err("ambiguous");
+        assert_eq!(err.field(), Some(Field::Id));
+        let array = format!("[{SAMPLE}, {body}]");
+        assert_eq!(parse_str(&array).expect_err("ambiguous").index(), Some(1));
     }
 
     #[test]

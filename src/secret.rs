@@ -25,7 +25,7 @@ pub struct Secret {
 impl Secret {
     /// Reads the secret from a file: its content without surrounding whitespace.
     pub fn load(path: &Path) -> Result<Secret, String> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::config_file::read_text(path)
             .map_err(|e| format!("webhook secret file {}: {e}", path.display()))?;
         Secret::new(text.trim())
             .map_err(|reason| format!("webhook secret file {}: {reason}", path.display()))

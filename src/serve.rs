@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 
 use crate::app::{App, Files, Settings, now_seconds};
 use crate::cli::ServeArgs;
-use crate::ingest::{Ingest, Limits};
+use crate::ingest::{self, Ingest};
 use crate::metrics::Metrics;
 use crate::server::{self, ConnectionLimits};
 use crate::store::{MemoryStore, SqliteStore, Store};
@@ -37,6 +37,7 @@ impl Exit {
 /// Reads the configuration files the flags name, before anything else happens.
 pub fn configure(args: &ServeArgs) -> Result<(Settings, Files), Exit> {
     let settings = Settings::from_args(args);
+    settings.validate().map_err(Exit::Config)?;
     let files = Files::load(&settings).map_err(Exit::Config)?;
     Ok((settings, files))
 }
@@ -58,12 +59,13 @@ pub async fn run(args: ServeArgs, settings: Settings, files: Files) -> Result<()
             .map_err(|e| Exit::Failed(e.to_string()))?;
         Box::new(store)
     };
-    let limits = Limits {
+    let config = ingest::Config {
         series_max: usize::try_from(args.series_max).unwrap_or(usize::MAX),
+        expose_token_ids: args.expose_token_ids,
     };
     let started = std::time::Instant::now();
     let ingest = tokio::task::block_in_place(|| {
-        Ingest::start(store, files.names, limits, Arc::clone(&metrics))
+        Ingest::start(store, files.names, config, Arc::clone(&metrics))
     })
     .map_err(|e| Exit::Failed(e.to_string()))?;
     let storage = match args.in_memory {
@@ -179,8 +181,11 @@ fn spawn_background_tasks(app: &Arc<App>, expire_after: Option<Duration>) {
             let mut every = tokio::time::interval(period);
             loop {
                 every.tick().await;
-                let cutoff = chrono::Utc::now() - expire_after;
-                if let Some(before) = cutoff.timestamp_nanos_opt() {
+                let cutoff = chrono::Duration::from_std(expire_after)
+                    .ok()
+                    .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
+                    .and_then(|t| t.timestamp_nanos_opt());
+                if let Some(before) = cutoff {
                     app.ingest.expire(before).await;
                 }
             }

@@ -39,6 +39,9 @@ pub struct Entry {
     pub group: Option<Box<str>>,
     /// The id's most recent non-repeated events, to recognise repeats.
     pub recent: Recent,
+    /// The raw token shown in labels instead of the fingerprint, only while
+    /// `--webhook.expose-token-ids` is set; cleared otherwise.
+    pub shown_id: Option<Box<str>>,
 }
 
 /// What an event did to its id.
@@ -85,6 +88,7 @@ impl Entry {
             disconnects: 0,
             group,
             recent: Recent::default(),
+            shown_id: None,
         };
         entry.count(status);
         entry.recent.push(at, status);

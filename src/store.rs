@@ -60,6 +60,11 @@ pub trait Store: Send {
     fn commit(&mut self, changes: &[Change<'_>]) -> Result<(), StoreError>;
     /// Bytes the store takes on disk.
     fn size_bytes(&self) -> u64;
+    /// Removes from disk what deleted or replaced content may have left there (after raw
+    /// tokens were scrubbed from the store).
+    fn compact(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A store that keeps nothing: state lives only in memory and is lost on restart.
@@ -85,6 +90,8 @@ impl Store for MemoryStore {
 pub struct SqliteStore {
     connection: Connection,
     path: PathBuf,
+    /// The entries read and checked while opening, handed out by [`Store::load`].
+    loaded: Vec<(Key, Entry)>,
 }
 
 impl SqliteStore {
@@ -116,9 +123,14 @@ impl SqliteStore {
             .pragma_update(None, "locking_mode", "EXCLUSIVE")
             .map_err(|e| fail(describe(&e)))?;
 
-        if existing {
+        // Everything is read and checked before the first write (switching to WAL rewrites
+        // the header), so a store that is refused is left exactly as it was.
+        let loaded = if existing {
             check_existing(&connection).map_err(&fail)?;
-        }
+            read_entries(&connection).map_err(&fail)?
+        } else {
+            Vec::new()
+        };
         configure(&connection).map_err(|e| fail(describe(&e)))?;
         if !existing {
             create_schema(&connection).map_err(|e| fail(describe(&e)))?;
@@ -126,10 +138,11 @@ impl SqliteStore {
         Ok(SqliteStore {
             connection,
             path: path.to_path_buf(),
+            loaded,
         })
     }
 
-    fn shown(&self) -> String {
+    fn display_path(&self) -> String {
         self.path.display().to_string()
     }
 }
@@ -174,6 +187,8 @@ fn configure(connection: &Connection) -> rusqlite::Result<()> {
         tracing::warn!(journal_mode = %mode, "store could not switch to WAL mode");
     }
     connection.pragma_update(None, "synchronous", "FULL")?;
+    // Deleted content is overwritten, so a scrubbed raw token does not linger in free pages.
+    connection.pragma_update(None, "secure_delete", "ON")?;
     Ok(())
 }
 
@@ -191,6 +206,7 @@ fn create_schema(connection: &Connection) -> rusqlite::Result<()> {
              disconnects INTEGER NOT NULL,
              grp TEXT,
              recent BLOB NOT NULL,
+             shown_id TEXT,
              PRIMARY KEY (type, id)
          ) WITHOUT ROWID;
          INSERT INTO meta (key, value) VALUES ('schema_version', '1');
@@ -210,44 +226,11 @@ fn describe(e: &rusqlite::Error) -> String {
 
 impl Store for SqliteStore {
     fn load(&mut self) -> Result<Vec<(Key, Entry)>, StoreError> {
-        let fail = |reason: String| StoreError::Open {
-            path: self.shown(),
-            reason,
-        };
-        let mut statement = self
-            .connection
-            .prepare(
-                "SELECT type, id, connected, since_ns, newest_ns, connects, disconnects, grp,
-                        recent
-                 FROM ids",
-            )
-            .map_err(|e| fail(describe(&e)))?;
-        let rows = statement
-            .query_map([], |row| {
-                Ok(Row {
-                    kind: row.get(0)?,
-                    id: row.get(1)?,
-                    connected: row.get(2)?,
-                    since: row.get(3)?,
-                    newest: row.get(4)?,
-                    connects: row.get(5)?,
-                    disconnects: row.get(6)?,
-                    group: row.get(7)?,
-                    recent: row.get(8)?,
-                })
-            })
-            .map_err(|e| fail(describe(&e)))?;
-
-        let mut entries = Vec::new();
-        for row in rows {
-            let row = row.map_err(|e| fail(describe(&e)))?;
-            entries.push(row.into_entry().map_err(&fail)?);
-        }
-        Ok(entries)
+        Ok(std::mem::take(&mut self.loaded))
     }
 
     fn commit(&mut self, changes: &[Change<'_>]) -> Result<(), StoreError> {
-        let path = self.shown();
+        let path = self.display_path();
         write_changes(&mut self.connection, changes)
             .map_err(|source| StoreError::Commit { path, source })
     }
@@ -260,6 +243,49 @@ impl Store for SqliteStore {
             .map(|m| m.len())
             .sum()
     }
+
+    fn compact(&mut self) -> Result<(), StoreError> {
+        self.connection
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|source| StoreError::Commit {
+                path: self.display_path(),
+                source,
+            })
+    }
+}
+
+/// Reads and checks every stored entry.
+fn read_entries(connection: &Connection) -> Result<Vec<(Key, Entry)>, String> {
+    let mut statement = connection
+        .prepare(
+            "SELECT type, id, connected, since_ns, newest_ns, connects, disconnects, grp,
+                    recent, shown_id
+             FROM ids",
+        )
+        .map_err(|e| describe(&e))?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok(Row {
+                kind: row.get(0)?,
+                id: row.get(1)?,
+                connected: row.get(2)?,
+                since: row.get(3)?,
+                newest: row.get(4)?,
+                connects: row.get(5)?,
+                disconnects: row.get(6)?,
+                group: row.get(7)?,
+                recent: row.get(8)?,
+                shown_id: row.get(9)?,
+            })
+        })
+        .map_err(|e| describe(&e))?;
+
+    let mut entries = Vec::new();
+    for row in rows {
+        let row = row.map_err(|e| describe(&e))?;
+        entries.push(row.into_entry()?);
+    }
+    Ok(entries)
 }
 
 fn write_changes(connection: &mut Connection, changes: &[Change<'_>]) -> rusqlite::Result<()> {
@@ -267,8 +293,9 @@ fn write_changes(connection: &mut Connection, changes: &[Change<'_>]) -> rusqlit
     {
         let mut put = transaction.prepare_cached(
             "INSERT OR REPLACE INTO ids
-                 (type, id, connected, since_ns, newest_ns, connects, disconnects, grp, recent)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 (type, id, connected, since_ns, newest_ns, connects, disconnects, grp, recent,
+                  shown_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         let mut delete =
             transaction.prepare_cached("DELETE FROM ids WHERE type = ?1 AND id = ?2")?;
@@ -285,6 +312,7 @@ fn write_changes(connection: &mut Connection, changes: &[Change<'_>]) -> rusqlit
                         clamp(entry.disconnects),
                         entry.group.as_deref(),
                         encode_recent(&entry.recent),
+                        entry.shown_id.as_deref(),
                     ])?;
                 }
                 Change::Delete(key) => {
@@ -311,6 +339,7 @@ struct Row {
     disconnects: i64,
     group: Option<String>,
     recent: Vec<u8>,
+    shown_id: Option<String>,
 }
 
 impl Row {
@@ -334,6 +363,7 @@ impl Row {
             disconnects,
             group: self.group.map(String::into_boxed_str),
             recent,
+            shown_id: self.shown_id.map(String::into_boxed_str),
         };
         Ok((Key::new(kind, self.id), entry))
     }
@@ -424,6 +454,58 @@ mod tests {
         );
         assert!(err.to_string().contains("not a SQLite database"), "{err}");
         assert_eq!(std::fs::read(&path).expect("read"), garbage);
+    }
+
+    #[test]
+    fn a_store_with_a_bad_row_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("state.db");
+        {
+            let mut store = SqliteStore::open(&path).expect("create");
+            let key = Key::new(Kind::Tunnel, "a");
+            store.commit(&[Change::Put(&key, &entry())]).expect("put");
+        }
+        Connection::open(&path)
+            .and_then(|c| {
+                c.execute_batch(
+                    "PRAGMA journal_mode=DELETE; UPDATE ids SET recent = x'00' WHERE id = 'a';",
+                )
+            })
+            .expect("damage a row");
+        let before = std::fs::read(&path).expect("read");
+        let err = SqliteStore::open(&path).map(|_| ()).expect_err("bad row");
+        assert!(err.to_string().contains("bad recent events"), "{err}");
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            before,
+            "file left as it was"
+        );
+    }
+
+    #[test]
+    fn shown_ids_are_kept_and_can_be_cleared() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("state.db");
+        let key = Key::new(Kind::Token, "3b8f0e6747ce707b");
+        let mut shown = entry();
+        shown.shown_id = Some("RAW-TOKEN-4711".into());
+        {
+            let mut store = SqliteStore::open(&path).expect("create");
+            store.commit(&[Change::Put(&key, &shown)]).expect("put");
+        }
+        let mut store = SqliteStore::open(&path).expect("reopen");
+        assert_eq!(store.load().expect("load"), vec![(key.clone(), shown)]);
+        store.commit(&[Change::Put(&key, &entry())]).expect("clear");
+        store.compact().expect("compact");
+        drop(store);
+        for file in [path.clone(), dir.path().join("state.db-wal")] {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            assert!(
+                !bytes.windows(3).any(|w| w == b"raw"),
+                "{} keeps it",
+                file.display()
+            );
+        }
     }
 
     #[test]

@@ -9,19 +9,21 @@
 //! rustls chooses among safe suites itself, and the exporter speaks HTTP/1.1. Relative paths
 //! are read from the folder of the config file, as the exporter-toolkit does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::http::{HeaderName, HeaderValue};
+use parking_lot::Mutex;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use tokio_rustls::rustls::{
     self, RootCertStore, ServerConfig, crypto::ring, pki_types::CertificateDer,
     pki_types::PrivateKeyDer, pki_types::pem::PemObject, server::WebPkiClientVerifier,
 };
 
 /// The loaded web configuration.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct WebConfig {
     /// TLS settings, if the read side is served over TLS.
     pub tls: Option<Arc<ServerConfig>>,
@@ -29,7 +31,13 @@ pub struct WebConfig {
     pub users: BTreeMap<String, String>,
     /// Headers added to every response.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Digests of credentials that passed bcrypt, so a scraper pays bcrypt once, not on
+    /// every scrape. Cleared when full; replaced with the config on reload.
+    verified: Mutex<HashSet<[u8; 32]>>,
 }
+
+/// Most remembered credentials.
+const MAX_VERIFIED: usize = 256;
 
 impl std::fmt::Debug for WebConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -90,7 +98,7 @@ impl WebConfig {
     /// Reads and checks a web config file. Errors name the file and the setting.
     pub fn load(path: &Path) -> Result<WebConfig, String> {
         let fail = |reason: String| format!("web config file {}: {reason}", path.display());
-        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let text = crate::config_file::read_text(path).map_err(fail)?;
         let file: File = if text.trim().is_empty() {
             File {
                 tls_server_config: None,
@@ -121,13 +129,19 @@ impl WebConfig {
             tls,
             users: file.basic_auth_users,
             headers,
+            verified: Mutex::default(),
         })
     }
 
+    /// True when these credentials passed [`WebConfig::check_password`] before. Fast.
+    pub fn already_verified(&self, user: &str, password: &str) -> bool {
+        self.verified.lock().contains(&self.digest(user, password))
+    }
+
     /// Checks a user name and password against `basic_auth_users`. Slow on purpose (bcrypt):
-    /// call it off the async threads.
+    /// call it off the async threads, and not many at once.
     pub fn check_password(&self, user: &str, password: &str) -> bool {
-        match self.users.get(user) {
+        let ok = match self.users.get(user) {
             Some(hash) => bcrypt::verify(password, hash).unwrap_or(false),
             None => {
                 // Spend the same time for unknown users, so they cannot be told apart.
@@ -136,14 +150,33 @@ impl WebConfig {
                 }
                 false
             }
+        };
+        if ok {
+            let mut verified = self.verified.lock();
+            if verified.len() >= MAX_VERIFIED {
+                verified.clear();
+            }
+            verified.insert(self.digest(user, password));
         }
+        ok
+    }
+
+    /// Digest of credentials together with the user's current hash.
+    fn digest(&self, user: &str, password: &str) -> [u8; 32] {
+        let hash = self.users.get(user).map_or("", String::as_str);
+        let mut hasher = Sha256::new();
+        for part in [user, password, hash] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+        hasher.finalize().into()
     }
 }
 
 fn tls_config(tls: &TlsFile, folder: &Path) -> Result<ServerConfig, String> {
     let read = |p: &Path| {
         let full = folder.join(p);
-        std::fs::read(&full).map_err(|e| format!("{}: {e}", full.display()))
+        crate::config_file::read(&full).map_err(|e| format!("{}: {e}", full.display()))
     };
     let certs = CertificateDer::pem_slice_iter(&read(&tls.cert_file)?)
         .collect::<Result<Vec<_>, _>>()
@@ -261,7 +294,10 @@ mod tests {
             &format!("basic_auth_users:\n  alice: '{hash}'\n"),
         );
         let config = WebConfig::load(&path).expect("valid");
+        assert!(!config.already_verified("alice", "pass"));
         assert!(config.check_password("alice", "pass"));
+        assert!(config.already_verified("alice", "pass"));
+        assert!(!config.already_verified("alice", "pas"));
         assert!(!config.check_password("alice", "wrong"));
         assert!(!config.check_password("bob", "pass"));
         assert!(config.tls.is_none());

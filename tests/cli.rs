@@ -31,6 +31,16 @@ fn bad_flags_print_one_line_and_exit_2() {
         vec!["--web.listen-address=nowhere"],
         vec!["--log.level=chatty"],
         vec!["--series.max=0"],
+        vec!["--series.expire-after=1000000000000d"],
+        vec!["--web.telemetry-path=/-/healthy"],
+        vec![
+            "--web.telemetry-path=/api/v1/admin/ids",
+            "--web.enable-admin-api",
+        ],
+        vec!["--webhook.path=/{*rest}"],
+        vec!["--webhook.path=/a/{x}"],
+        vec!["--webhook.path=/"],
+        vec!["--webhook.path=/metrics"],
     ] {
         let output = run(&args, &[]);
         assert_eq!(

@@ -337,6 +337,32 @@ fn series_cap_refuses_new_ids_with_507_counts_them_and_warns_at_most_once_a_minu
 }
 
 #[test]
+fn lowering_series_max_below_the_stored_ids_still_updates_known_ids() {
+    let exporter = Exporter::start(&[]);
+    let at = Utc::now().to_rfc3339();
+    for id in ["a", "b", "c"] {
+        exporter.send(&event("Tunnel", id, "Connected", &at));
+    }
+    let dir = Arc::clone(&exporter.dir);
+    drop(exporter);
+    let exporter = Exporter::start_in(dir, &["--series.max=2"]);
+    assert!(
+        exporter.logs().contains("more ids than --series.max"),
+        "{}",
+        exporter.logs()
+    );
+    exporter.send(&event("Tunnel", "a", "Disconnected", &at));
+    assert_eq!(
+        exporter
+            .scrape()
+            .value("localtonet_connected", &labels("a")),
+        Some(0.0)
+    );
+    let refused = exporter.post("/webhook", &event("Tunnel", "d", "Connected", &at));
+    assert_eq!(refused.status, 507);
+}
+
+#[test]
 fn ids_silent_longer_than_expire_after_are_forgotten_durably() {
     let exporter = Exporter::start(&["--series.expire-after=2s"]);
     let old = (Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
@@ -396,6 +422,9 @@ fn admin_api_lists_and_deletes_ids_durably() {
         200
     );
     assert_eq!(exporter.delete("/api/v1/admin/ids/planet/x").status, 400);
+    let bad_utf8 = exporter.delete("/api/v1/admin/ids/tunnel/%ff");
+    assert_eq!(bad_utf8.status, 400);
+    assert_eq!(bad_utf8.json()["status"], "refused");
     let exporter = exporter.crash_and_restart();
     let scrape = exporter.scrape();
     assert!(!scrape.contains(r#"id="retired""#) && !scrape.contains("3b8f0e6747ce707b"));

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use localtonet_exporter::action_date::Zone;
 use localtonet_exporter::event::{Event, Kind};
-use localtonet_exporter::ingest::{Ingest, Limits};
+use localtonet_exporter::ingest::{self, Ingest};
 use localtonet_exporter::metrics::Metrics;
 use localtonet_exporter::names::Names;
 use localtonet_exporter::payload::{self, EARLIEST_ACTION_DATE, Options};
@@ -35,6 +35,13 @@ fn options() -> Options {
     Options {
         zone: "Europe/Istanbul".parse::<Zone>().expect("zone"),
         max_future_skew: Duration::from_secs(300),
+        expose_token_ids: false,
+    }
+}
+
+fn config() -> ingest::Config {
+    ingest::Config {
+        series_max: 1_000_000,
         expose_token_ids: false,
     }
 }
@@ -293,11 +300,8 @@ fn check(
     }
 
     let metrics = Arc::new(Metrics::new().expect("metrics"));
-    let limits = Limits {
-        series_max: 1_000_000,
-    };
     let ingest =
-        Ingest::start(Box::new(MemoryStore), Names::default(), limits, metrics).expect("ingest");
+        Ingest::start(Box::new(MemoryStore), Names::default(), config(), metrics).expect("ingest");
     let outcomes = runtime.block_on(ingest.apply(events.clone(), Some("fuzz".into())));
     prop_assert!(outcomes.is_ok(), "{outcomes:?}");
     let _ = runtime.block_on(accumulated.apply(events.clone(), None));
@@ -361,15 +365,8 @@ fn payload_parser_and_scrape_hold_their_invariants_on_hostile_input() {
         .build()
         .expect("rt");
     let metrics = Arc::new(Metrics::new().expect("metrics"));
-    let accumulated = Ingest::start(
-        Box::new(MemoryStore),
-        Names::default(),
-        Limits {
-            series_max: 1_000_000,
-        },
-        metrics,
-    )
-    .expect("ingest");
+    let accumulated =
+        Ingest::start(Box::new(MemoryStore), Names::default(), config(), metrics).expect("ingest");
     let now = Utc::now();
     let strategy = input();
 
@@ -443,7 +440,10 @@ fn label_values_with_any_text_read_back_exactly() {
     runner
         .run(&("\\PC{0,40}", "[\\PC\n]{0,40}"), |(id, name)| {
             let key = localtonet_exporter::event::Key::new(Kind::Tunnel, id.clone());
-            let line = format!("m{{{}}} 1", exposition::label_set(&key, Some(&name), None));
+            let line = format!(
+                "m{{{}}} 1",
+                exposition::label_set(&key, None, Some(&name), None)
+            );
             let (_, labels, _) = parse_sample(&line).expect("well-formed");
             prop_assert_eq!(&labels["id"], &id);
             prop_assert_eq!(&labels["name"], &name);

@@ -85,13 +85,32 @@ fn right_secret_is_accepted_in_each_of_the_three_forms_and_never_logged_or_expos
     assert_eq!(in_path.status, 200, "{}", in_path.body);
     let in_query = exporter.post(&format!("/webhook?secret={SECRET}"), &tunnel_event("q"));
     assert_eq!(in_query.status, 200, "{}", in_query.body);
-    let bearer = format!("Bearer {SECRET}");
+    let bearer = format!("bearer {SECRET}");
     let in_header = exporter.post_with(
         "/webhook",
         tunnel_event("h").as_bytes(),
         &[("Authorization", bearer.as_str())],
     );
-    assert_eq!(in_header.status, 200, "{}", in_header.body);
+    assert_eq!(
+        in_header.status, 200,
+        "scheme matches in any case: {}",
+        in_header.body
+    );
+    let trailing = exporter.post(&format!("/webhook/{SECRET}/"), &tunnel_event("t"));
+    assert_eq!(
+        trailing.status, 200,
+        "a trailing slash is forgiven: {}",
+        trailing.body
+    );
+    let second = exporter.post(
+        &format!("/webhook?secret=bad&secret={SECRET}"),
+        &tunnel_event("s"),
+    );
+    assert_eq!(
+        second.status, 200,
+        "any secret parameter may match: {}",
+        second.body
+    );
     // Refusals with the secret in the path or query must not log it either.
     exporter.post(&format!("/webhook/{SECRET}"), "{}");
     exporter.post(
@@ -108,6 +127,90 @@ fn right_secret_is_accepted_in_each_of_the_three_forms_and_never_logged_or_expos
         "secret in logs:\n{}",
         exporter.logs()
     );
+}
+
+#[test]
+fn a_flood_of_refused_requests_is_logged_at_warn_only_once_a_second() {
+    let exporter = Exporter::start(&[]);
+    for _ in 0..50 {
+        assert_eq!(exporter.post("/webhook", "{").status, 400);
+    }
+    let warned = exporter
+        .logs()
+        .matches("level=warn message=\"webhook refused\"")
+        .count();
+    assert!(
+        (1..=3).contains(&warned),
+        "{warned} warnings:\n{}",
+        exporter.logs()
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    exporter.post("/webhook", "{");
+    assert!(
+        exporter.wait_for_log("held_back=", Duration::from_secs(5)),
+        "{}",
+        exporter.logs()
+    );
+}
+
+#[test]
+fn turning_expose_token_ids_off_keeps_one_series_per_token_and_scrubs_the_raw_token() {
+    let dir = Arc::new(tempfile::tempdir().expect("dir"));
+    let exposed = Exporter::start_in(
+        Arc::clone(&dir),
+        &["--webhook.expose-token-ids", "--web.enable-admin-api"],
+    );
+    exposed.send(common::SAMPLE);
+    let raw = format!(r#"type="token",id="{}""#, common::SAMPLE_TOKEN);
+    assert_eq!(
+        exposed.scrape().value("localtonet_disconnects_total", &raw),
+        Some(1.0)
+    );
+    drop(exposed);
+
+    let hidden = Exporter::start_in(Arc::clone(&dir), &["--web.enable-admin-api"]);
+    assert!(
+        hidden.logs().contains("removed raw tokens from the store"),
+        "{}",
+        hidden.logs()
+    );
+    let connected = common::SAMPLE
+        .replace("Disconnected", "Connected")
+        .replace("2024-04-29T12:35:17.154580", &Utc::now().to_rfc3339());
+    hidden.send(&connected);
+    let scrape = hidden.scrape();
+    let fingerprinted = r#"type="token",id="3b8f0e6747ce707b""#;
+    assert_eq!(
+        scrape.value("localtonet_disconnects_total", fingerprinted),
+        Some(1.0)
+    );
+    assert_eq!(
+        scrape.value("localtonet_connects_total", fingerprinted),
+        Some(1.0)
+    );
+    assert_eq!(
+        scrape.0.matches("localtonet_connected{").count(),
+        1,
+        "one series per token"
+    );
+    assert!(!scrape.contains(common::SAMPLE_TOKEN));
+    assert!(
+        !hidden
+            .get("/api/v1/admin/ids")
+            .body
+            .contains(common::SAMPLE_TOKEN)
+    );
+    drop(hidden);
+    for entry in std::fs::read_dir(dir.path()).expect("dir") {
+        let path = entry.expect("entry").path();
+        let bytes = std::fs::read(&path).expect("read");
+        let token = common::SAMPLE_TOKEN.as_bytes();
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token),
+            "{}",
+            path.display()
+        );
+    }
 }
 
 #[test]

@@ -198,7 +198,8 @@ fn case_07_array_is_applied_in_action_date_order_and_empty_array_is_a_no_op() {
         .iter()
         .filter_map(|e| e["id"].as_str())
         .collect();
-    assert_eq!(ids, ["tun-a", "tun-b"], "answered in the order applied");
+    assert_eq!(ids, ["tun-b", "tun-a"], "answered in the order of the body");
+    assert_eq!(answer["events"][1]["index"], 1);
     let scrape = exporter.scrape();
     assert_eq!(
         scrape.value("localtonet_connected", &tunnel("tun-a")),
@@ -208,6 +209,21 @@ fn case_07_array_is_applied_in_action_date_order_and_empty_array_is_a_no_op() {
         scrape.value("localtonet_connected", &tunnel("tun-b")),
         Some(1.0)
     );
+
+    // One id, newest event first in the body: applied oldest first, so neither is late.
+    let answer = exporter.send(&read_fixture("webhooks/07-array-one-id-newest-first.json"));
+    let outcomes: Vec<&str> = answer["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["outcome"].as_str())
+        .collect();
+    assert_eq!(outcomes, ["applied", "applied"]);
+    let scrape = exporter.scrape();
+    let labels = tunnel("tun-order");
+    assert_eq!(scrape.value("localtonet_connected", &labels), Some(1.0));
+    let since = scrape.value("localtonet_last_change_timestamp_seconds", &labels);
+    assert_eq!(since, Some(1714394118.0));
 
     let empty = exporter.send(&read_fixture("webhooks/07-empty-array.json"));
     assert_eq!(empty["events"].as_array().map(Vec::len), Some(0));

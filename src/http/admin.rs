@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -47,8 +48,15 @@ pub async fn list(State(app): State<Arc<App>>) -> Json<Value> {
 /// fingerprint. 404 when the id is not tracked.
 pub async fn delete(
     State(app): State<Arc<App>>,
-    Path((kind, id)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Response {
+    let (kind, id) = match path {
+        Ok(Path(parts)) => parts,
+        Err(rejection) => {
+            let body = json!({ "status": "refused", "error": rejection.body_text() });
+            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+        }
+    };
     let Some(kind) = Kind::from_label(&kind) else {
         let body = json!({ "status": "refused", "error": "type must be token or tunnel" });
         return (StatusCode::BAD_REQUEST, Json(body)).into_response();

@@ -53,10 +53,17 @@ pub fn router(app: Arc<App>) -> Router {
         require_basic_auth,
     ));
 
+    // A trailing slash, easily typed into Localtonet's form, reaches the webhook too.
+    let path = &settings.webhook_path;
     let webhook = Router::new()
-        .route(&settings.webhook_path, post(webhook::receive))
+        .route(path, post(webhook::receive))
+        .route(&format!("{path}/"), post(webhook::receive))
         .route(
-            &format!("{}/{{secret}}", settings.webhook_path),
+            &format!("{path}/{{secret}}"),
+            post(webhook::receive_with_secret),
+        )
+        .route(
+            &format!("{path}/{{secret}}/"),
             post(webhook::receive_with_secret),
         );
 
@@ -94,26 +101,60 @@ async fn rate_limit(State(app): State<Arc<App>>, request: Request, next: Next) -
     if request.uri().path().starts_with(&app.settings.webhook_path) {
         app.metrics.request(RequestOutcome::RateLimited);
     }
-    if warn_now(&RATE_LIMIT_WARNED) {
-        tracing::warn!(source = %client, "rate limit reached; further refusals logged at debug \
-                                           for a minute");
-    } else {
-        tracing::debug!(source = %client, "rate limited");
+    match RATE_LIMIT_LOG.pass() {
+        Some(held_back) => tracing::warn!(
+            source = %client,
+            held_back,
+            "rate limit reached; like refusals are logged at debug for a minute"
+        ),
+        None => tracing::debug!(source = %client, "rate limited"),
     }
     error::ApiError::RateLimited.into_response()
 }
 
-static RATE_LIMIT_WARNED: AtomicU64 = AtomicU64::new(0);
+static RATE_LIMIT_LOG: LogGate = LogGate::new(60);
+static BASIC_AUTH_LOG: LogGate = LogGate::new(1);
 
-/// True at most once a minute per `last` (a Unix-seconds cell), to keep floods out of logs.
-pub fn warn_now(last: &AtomicU64) -> bool {
-    let now = crate::app::now_seconds() as u64;
-    let previous = last.load(Ordering::Relaxed);
-    now >= previous + 60
-        && last
-            .compare_exchange(previous, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
+/// Lets one kind of warning through at most once per interval, so a flood of bad requests
+/// cannot flood the log; what it holds back is logged at debug and counted.
+pub struct LogGate {
+    every_seconds: u64,
+    last: AtomicU64,
+    held_back: AtomicU64,
 }
+
+impl LogGate {
+    /// A gate that passes one warning per `every_seconds`.
+    pub const fn new(every_seconds: u64) -> LogGate {
+        LogGate {
+            every_seconds,
+            last: AtomicU64::new(0),
+            held_back: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(n)` when this warning may be logged, `n` being how many were held back since
+    /// the last one; `None` when it should go to debug.
+    pub fn pass(&self) -> Option<u64> {
+        let now = crate::app::now_seconds() as u64;
+        let last = self.last.load(Ordering::Relaxed);
+        let due = last == 0 || now >= last + self.every_seconds;
+        if due
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.held_back.swap(0, Ordering::Relaxed));
+        }
+        self.held_back.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+/// Guards bcrypt: at most one password check runs at a time, so clients with wrong passwords
+/// cannot take every core (remembered good credentials skip it).
+static BCRYPT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// Asks for basic auth when the web config lists users.
 async fn require_basic_auth(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
@@ -125,7 +166,7 @@ async fn require_basic_auth(State(app): State<Arc<App>>, request: Request, next:
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|v| strip_scheme(v, "Basic"))
         .and_then(|v| {
             base64::engine::general_purpose::STANDARD
                 .decode(v.trim())
@@ -138,11 +179,15 @@ async fn require_basic_auth(State(app): State<Arc<App>>, request: Request, next:
         });
 
     let authorized = match credentials {
-        Some((user, password)) => {
-            tokio::task::spawn_blocking(move || web.check_password(&user, &password))
-                .await
-                .unwrap_or(false)
-        }
+        Some((user, password)) if web.already_verified(&user, &password) => true,
+        Some((user, password)) => match BCRYPT.acquire().await {
+            Ok(_permit) => {
+                tokio::task::spawn_blocking(move || web.check_password(&user, &password))
+                    .await
+                    .unwrap_or(false)
+            }
+            Err(_) => false,
+        },
         None => false,
     };
     if authorized {
@@ -152,11 +197,16 @@ async fn require_basic_auth(State(app): State<Arc<App>>, request: Request, next:
         .extensions()
         .get::<Peer>()
         .map(|p| p.0.ip().to_string());
-    tracing::warn!(
-        source = peer.as_deref().unwrap_or("unknown"),
-        path = request.uri().path(),
-        "basic auth failed"
-    );
+    let source = peer.as_deref().unwrap_or("unknown");
+    match BASIC_AUTH_LOG.pass() {
+        Some(held_back) => tracing::warn!(
+            source,
+            path = request.uri().path(),
+            held_back,
+            "basic auth failed"
+        ),
+        None => tracing::debug!(source, path = request.uri().path(), "basic auth failed"),
+    }
     (
         StatusCode::UNAUTHORIZED,
         [(
@@ -166,6 +216,13 @@ async fn require_basic_auth(State(app): State<Arc<App>>, request: Request, next:
         "Unauthorized\n",
     )
         .into_response()
+}
+
+/// The credentials of an `Authorization` header value of the given scheme; the scheme name
+/// matches ignoring case.
+pub fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let (name, rest) = value.trim_start().split_once(' ')?;
+    name.eq_ignore_ascii_case(scheme).then(|| rest.trim())
 }
 
 /// Adds the `http_server_config.headers` of the web config to every response.

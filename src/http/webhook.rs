@@ -6,7 +6,6 @@
 //! event is durable; its body says what each event did.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use axum::Json;
@@ -17,11 +16,11 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
+use super::LogGate;
 use super::error::ApiError;
 use crate::app::App;
 use crate::client::{Peer, client_ip, is_in};
 use crate::event::Event;
-use crate::ingest::IngestError;
 use crate::metrics::{Limit, RequestOutcome};
 use crate::payload;
 use crate::state::Outcome;
@@ -74,22 +73,32 @@ async fn respond(
     }
 }
 
-/// Logs a refused request at warn; series-limit refusals at most once a minute (the rest at
-/// debug), since one full exporter refuses every new id.
+/// Logs a refused request at warn, at most once a second per outcome (once a minute for
+/// series-limit refusals: a full exporter refuses every new id); the rest go to debug.
 fn log_refusal(error: &ApiError, client: std::net::IpAddr) {
-    static SERIES_LIMIT_WARNED: AtomicU64 = AtomicU64::new(0);
-    let series_limit = matches!(error, ApiError::Ingest(IngestError::SeriesLimit { .. }));
-    if series_limit && !super::warn_now(&SERIES_LIMIT_WARNED) {
-        tracing::debug!(source = %client, reason = %error, "webhook refused");
-        return;
+    static GATES: [LogGate; 10] = [const { LogGate::new(1) }; 10];
+    static SERIES_LIMIT: LogGate = LogGate::new(60);
+    let outcome = error.outcome();
+    let gate = match outcome {
+        RequestOutcome::SeriesLimit => &SERIES_LIMIT,
+        other => &GATES[other as usize % GATES.len()],
+    };
+    match gate.pass() {
+        Some(held_back) => tracing::warn!(
+            source = %client,
+            status = error.status().as_u16(),
+            outcome = outcome.as_str(),
+            reason = %error,
+            held_back,
+            "webhook refused"
+        ),
+        None => tracing::debug!(
+            source = %client,
+            outcome = outcome.as_str(),
+            reason = %error,
+            "webhook refused"
+        ),
     }
-    tracing::warn!(
-        source = %client,
-        status = error.status().as_u16(),
-        outcome = error.outcome().as_str(),
-        reason = %error,
-        "webhook refused"
-    );
 }
 
 async fn handle(
@@ -105,12 +114,7 @@ async fn handle(
         return Err(ApiError::Forbidden);
     }
     let query = Query::parse(query.as_deref().unwrap_or(""));
-    authorize(
-        app,
-        path_secret.as_deref(),
-        query.secret.as_deref(),
-        headers,
-    )?;
+    authorize(app, path_secret.as_deref(), &query.secrets, headers)?;
     let group = query
         .group
         .map(|g| check_group(&g).map(|()| g.into_boxed_str()))
@@ -137,14 +141,17 @@ async fn handle(
     Ok(Json(accepted_body(&events, &outcomes)).into_response())
 }
 
+/// The answer to an accepted body: each event's outcome, in the order of the body.
 fn accepted_body(events: &[Event], outcomes: &[Outcome]) -> serde_json::Value {
-    let events: Vec<_> = events
-        .iter()
-        .zip(outcomes)
+    let mut answered: Vec<(&Event, &Outcome)> = events.iter().zip(outcomes).collect();
+    answered.sort_by_key(|(event, _)| event.index);
+    let events: Vec<_> = answered
+        .into_iter()
         .map(|(event, outcome)| {
             json!({
+                "index": event.index,
                 "type": event.key.kind.as_str(),
-                "id": &*event.key.id,
+                "id": event.shown_id.as_deref().unwrap_or(&event.key.id),
                 "status": event.status.as_str(),
                 "outcome": outcome.label(),
             })
@@ -156,20 +163,23 @@ fn accepted_body(events: &[Event], outcomes: &[Outcome]) -> serde_json::Value {
 /// The query parameters the webhook reads; others are ignored.
 #[derive(Default)]
 struct Query {
+    /// The first `group` parameter.
     group: Option<String>,
-    secret: Option<String>,
+    /// Every `secret` parameter: the request is authorised if one matches.
+    secrets: Vec<String>,
 }
 
 impl Query {
     fn parse(query: &str) -> Query {
         let mut parsed = Query::default();
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-            let slot = match &*key {
-                "group" => &mut parsed.group,
-                "secret" => &mut parsed.secret,
-                _ => continue,
-            };
-            slot.get_or_insert_with(|| value.into_owned());
+            match &*key {
+                "group" => {
+                    parsed.group.get_or_insert_with(|| value.into_owned());
+                }
+                "secret" => parsed.secrets.push(value.into_owned()),
+                _ => {}
+            }
         }
         parsed
     }
@@ -178,7 +188,7 @@ impl Query {
 fn authorize(
     app: &App,
     path_secret: Option<&str>,
-    query_secret: Option<&str>,
+    query_secrets: &[String],
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
     let Some(secret) = app.secret() else {
@@ -194,13 +204,10 @@ fn authorize(
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if [query_secret, bearer]
-        .into_iter()
-        .flatten()
-        .any(|c| secret.matches(c))
-    {
+        .and_then(|v| super::strip_scheme(v, "Bearer"));
+    let candidates = query_secrets.iter().map(String::as_str).chain(bearer);
+    // Every candidate is compared, so the time taken does not say which one matched.
+    if candidates.fold(false, |found, c| secret.matches(c) | found) {
         Ok(())
     } else {
         Err(ApiError::Unauthorized)
@@ -267,8 +274,8 @@ mod tests {
 
     #[test]
     fn query_takes_the_first_group_and_secret_and_ignores_the_rest() {
-        let q = Query::parse("group=a&x=1&group=b&secret=s%2Dt");
+        let q = Query::parse("group=a&x=1&group=b&secret=s%2Dt&secret=u");
         assert_eq!(q.group.as_deref(), Some("a"));
-        assert_eq!(q.secret.as_deref(), Some("s-t"));
+        assert_eq!(q.secrets, ["s-t", "u"]);
     }
 }

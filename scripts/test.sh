@@ -14,3 +14,6 @@ cargo clippy --all-targets --locked -- -D warnings
 
 echo "== tests (the fuzz test runs for FUZZ_SECONDS)"
 FUZZ_SECONDS="${FUZZ_SECONDS:-60}" cargo test --all-targets --locked
+
+echo "== benchmark harness (smoke run: proves it works, measures nothing)"
+bench/run.sh --smoke

@@ -7,7 +7,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, FixedOffset, LocalResult, NaiveDateTime, Offset, TimeZone, Utc};
+use chrono::{
+    DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc,
+};
 use chrono_tz::Tz;
 
 use crate::event::Nanos;
@@ -161,23 +163,29 @@ fn parse_local(text: &str) -> Option<NaiveDateTime> {
             b'T' => matches!(got, b'T' | b't' | b' '),
             other => got == other,
         });
-    // Leap seconds (":60") are refused: .NET never writes them, and chrono would read them as
-    // the last second of any minute.
-    if !shaped || &bytes[17..19] == b"60" {
+    if !shaped {
         return None;
     }
-    if let Some(fraction) = text.get(19..) {
-        let digits = fraction.strip_prefix('.').unwrap_or(fraction);
-        let valid = fraction.is_empty()
-            || (fraction.starts_with('.')
-                && (1..=9).contains(&digits.len())
-                && digits.bytes().all(|b| b.is_ascii_digit()));
-        if !valid {
-            return None;
+    let number = |range: std::ops::Range<usize>| {
+        bytes[range]
+            .iter()
+            .fold(0u32, |n, b| n * 10 + u32::from(b - b'0'))
+    };
+    let nanos = match &bytes[19..] {
+        [] => 0,
+        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
+            if !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let value = number(20..bytes.len());
+            value * 10u32.pow(9 - digits.len() as u32)
         }
-    }
-    let normalised = format!("{}T{}", &text[..10], &text[11..]);
-    NaiveDateTime::parse_from_str(&normalised, "%Y-%m-%dT%H:%M:%S%.f").ok()
+        _ => return None,
+    };
+    // Leap seconds (":60") are refused: .NET never writes them.
+    let date = NaiveDate::from_ymd_opt(number(0..4) as i32, number(5..7), number(8..10))?;
+    let time = NaiveTime::from_hms_nano_opt(number(11..13), number(14..16), number(17..19), nanos)?;
+    Some(date.and_time(time))
 }
 
 /// A UTC time as [`Nanos`]; `None` outside the years 1678 to 2261.

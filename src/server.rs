@@ -145,9 +145,16 @@ impl Connection {
             peer,
             header_timeout,
         } = self;
+        let shared = Arc::clone(&app);
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(Peer(peer));
-            router.clone().oneshot(request.map(Body::new))
+            let answer = router.clone().oneshot(request.map(Body::new));
+            let app = Arc::clone(&shared);
+            async move {
+                let mut response = answer.await?;
+                add_configured_headers(&app, &mut response);
+                Ok::<_, std::convert::Infallible>(response)
+            }
         });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -163,5 +170,13 @@ impl Connection {
                 tracing::debug!(peer = %peer, err = %e, "connection ended with an error");
             }
         }
+    }
+}
+
+/// Adds the web config's `http_server_config.headers` to a response.
+fn add_configured_headers(app: &App, response: &mut axum::response::Response) {
+    let web = app.web();
+    for (name, value) in &web.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
     }
 }

@@ -26,7 +26,7 @@ use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 use crate::app::App;
 use crate::client::{Peer, client_ip};
-use crate::metrics::{Limit, RequestOutcome};
+use crate::metrics::Limit;
 pub use telemetry::TEXT_FORMAT;
 
 /// Builds every route of the exporter.
@@ -48,10 +48,13 @@ pub fn router(app: Arc<App>) -> Router {
     if settings.enable_lifecycle {
         protected = protected.route("/-/reload", post(admin::reload).put(admin::reload));
     }
-    let protected = protected.layer(middleware::from_fn_with_state(
-        Arc::clone(&app),
-        require_basic_auth,
-    ));
+    // Layers run outside in: the rate limit is checked before the password.
+    let protected = protected
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&app),
+            require_basic_auth,
+        ))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), rate_limit));
 
     // A trailing slash, easily typed into Localtonet's form, reaches the webhook too.
     let path = &settings.webhook_path;
@@ -67,23 +70,17 @@ pub fn router(app: Arc<App>) -> Router {
             post(webhook::receive_with_secret),
         );
 
-    let limited = protected
-        .merge(webhook)
-        .layer(middleware::from_fn_with_state(Arc::clone(&app), rate_limit));
-
     Router::new()
         .route("/-/healthy", get(pages::healthy))
         .route("/-/ready", get(pages::ready))
-        .merge(limited)
+        .merge(protected)
+        .merge(webhook)
         .fallback(pages::not_found)
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&app),
-            add_configured_headers,
-        ))
         .with_state(app)
 }
 
-/// Refuses requests from a source that spent its `--web.rate-limit` budget with 429.
+/// Refuses requests from a source that spent its `--web.rate-limit` budget with 429. The
+/// webhook checks the same budget itself, to count its refusals among webhook requests.
 async fn rate_limit(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let Some(peer) = request.extensions().get::<Peer>().copied() else {
         return next.run(request).await;
@@ -98,9 +95,6 @@ async fn rate_limit(State(app): State<Arc<App>>, request: Request, next: Next) -
     }
 
     app.metrics.limit_hit(Limit::RateLimit);
-    if request.uri().path().starts_with(&app.settings.webhook_path) {
-        app.metrics.request(RequestOutcome::RateLimited);
-    }
     match RATE_LIMIT_LOG.pass() {
         Some(held_back) => tracing::warn!(
             source = %client,
@@ -223,18 +217,4 @@ async fn require_basic_auth(State(app): State<Arc<App>>, request: Request, next:
 pub fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
     let (name, rest) = value.trim_start().split_once(' ')?;
     name.eq_ignore_ascii_case(scheme).then(|| rest.trim())
-}
-
-/// Adds the `http_server_config.headers` of the web config to every response.
-async fn add_configured_headers(
-    State(app): State<Arc<App>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let mut response = next.run(request).await;
-    let web = app.web();
-    for (name, value) in &web.headers {
-        response.headers_mut().insert(name.clone(), value.clone());
-    }
-    response
 }

@@ -8,13 +8,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::IpAddr;
+
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde_json::json;
+use serde::Serialize;
 
 use super::LogGate;
 use super::error::ApiError;
@@ -29,43 +31,36 @@ use crate::state::Outcome;
 pub const MAX_GROUP_LEN: usize = 64;
 
 /// The webhook without a secret in the path.
-pub async fn receive(
-    State(app): State<Arc<App>>,
-    axum::Extension(peer): axum::Extension<Peer>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    respond(&app, peer, None, query, &headers, body).await
+pub async fn receive(State(app): State<Arc<App>>, request: Request) -> Response {
+    respond(&app, None, request).await
 }
 
 /// The webhook with the secret as the last path segment.
 pub async fn receive_with_secret(
     State(app): State<Arc<App>>,
-    axum::Extension(peer): axum::Extension<Peer>,
     Path(secret): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
-    respond(&app, peer, Some(secret), query, &headers, body).await
+    respond(&app, Some(secret), request).await
 }
 
-async fn respond(
-    app: &App,
-    peer: Peer,
-    path_secret: Option<String>,
-    query: Option<String>,
-    headers: &HeaderMap,
-    body: Body,
-) -> Response {
-    let client = client_ip(peer.0.ip(), headers, &app.settings.trusted_proxies);
-    match handle(app, client, path_secret, query, headers, body).await {
+async fn respond(app: &App, path_secret: Option<String>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let peer = parts
+        .extensions
+        .get::<Peer>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
+    let client = client_ip(peer, &parts.headers, &app.settings.trusted_proxies);
+    let query = parts.uri.query().unwrap_or("");
+    match handle(app, client, path_secret, query, &parts.headers, body).await {
         Ok(response) => {
             app.metrics.request(RequestOutcome::Accepted);
             response
         }
         Err(error) => {
+            if error.outcome() == RequestOutcome::RateLimited {
+                app.metrics.limit_hit(Limit::RateLimit);
+            }
             app.metrics.request(error.outcome());
             log_refusal(&error, client);
             error.into_response()
@@ -75,7 +70,7 @@ async fn respond(
 
 /// Logs a refused request at warn, at most once a second per outcome (once a minute for
 /// series-limit refusals: a full exporter refuses every new id); the rest go to debug.
-fn log_refusal(error: &ApiError, client: std::net::IpAddr) {
+fn log_refusal(error: &ApiError, client: IpAddr) {
     static GATES: [LogGate; 10] = [const { LogGate::new(1) }; 10];
     static SERIES_LIMIT: LogGate = LogGate::new(60);
     let outcome = error.outcome();
@@ -103,9 +98,9 @@ fn log_refusal(error: &ApiError, client: std::net::IpAddr) {
 
 async fn handle(
     app: &App,
-    client: std::net::IpAddr,
+    client: IpAddr,
     path_secret: Option<String>,
-    query: Option<String>,
+    query: &str,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -113,7 +108,10 @@ async fn handle(
     if !settings.allowed_cidrs.is_empty() && !is_in(client, &settings.allowed_cidrs) {
         return Err(ApiError::Forbidden);
     }
-    let query = Query::parse(query.as_deref().unwrap_or(""));
+    if !app.admit(client) {
+        return Err(ApiError::RateLimited);
+    }
+    let query = Query::parse(query);
     authorize(app, path_secret.as_deref(), &query.secrets, headers)?;
     let group = query
         .group
@@ -142,22 +140,40 @@ async fn handle(
 }
 
 /// The answer to an accepted body: each event's outcome, in the order of the body.
-fn accepted_body(events: &[Event], outcomes: &[Outcome]) -> serde_json::Value {
-    let mut answered: Vec<(&Event, &Outcome)> = events.iter().zip(outcomes).collect();
-    answered.sort_by_key(|(event, _)| event.index);
-    let events: Vec<_> = answered
-        .into_iter()
-        .map(|(event, outcome)| {
-            json!({
-                "index": event.index,
-                "type": event.key.kind.as_str(),
-                "id": event.shown_id.as_deref().unwrap_or(&event.key.id),
-                "status": event.status.as_str(),
-                "outcome": outcome.label(),
-            })
+#[derive(Serialize)]
+struct Answer<'a> {
+    events: Vec<AnsweredEvent<'a>>,
+    status: &'static str,
+}
+
+/// What one event of an accepted body did.
+#[derive(Serialize)]
+struct AnsweredEvent<'a> {
+    id: &'a str,
+    index: usize,
+    outcome: &'static str,
+    status: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+fn accepted_body<'a>(events: &'a [Event], outcomes: &[Outcome]) -> Answer<'a> {
+    let mut answered: Vec<AnsweredEvent<'a>> = events
+        .iter()
+        .zip(outcomes)
+        .map(|(event, outcome)| AnsweredEvent {
+            id: event.shown_id.as_deref().unwrap_or(&event.key.id),
+            index: event.index,
+            outcome: outcome.label(),
+            status: event.status.as_str(),
+            kind: event.key.kind.as_str(),
         })
         .collect();
-    json!({ "status": "accepted", "events": events })
+    answered.sort_by_key(|event| event.index);
+    Answer {
+        events: answered,
+        status: "accepted",
+    }
 }
 
 /// The query parameters the webhook reads; others are ignored.

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -155,8 +155,6 @@ pub struct App {
     files: RwLock<(Option<Secret>, Arc<WebConfig>)>,
     ready: AtomicBool,
     rate_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    /// Size of the last scrape, to size the next one's buffer.
-    pub last_scrape_bytes: AtomicUsize,
 }
 
 impl App {
@@ -179,7 +177,6 @@ impl App {
             files: RwLock::new((secret, web)),
             ready: AtomicBool::new(false),
             rate_limiter,
-            last_scrape_bytes: AtomicUsize::new(0),
         }
     }
 

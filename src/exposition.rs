@@ -7,6 +7,7 @@
 //! `\n`), even though ids are validated to need no escaping.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use crate::event::{Key, Nanos, Status};
 use crate::state::Entry;
@@ -63,12 +64,33 @@ enum Value {
     Since,
 }
 
-/// One tracked id as the writer needs it: its rendered label set and its entry.
-pub trait Tracked {
+/// The values of one id's series at the moment of a scrape, copied out of the state so the
+/// scrape can be written without holding it.
+#[derive(Clone, Debug)]
+pub struct Sample {
     /// The label set without braces, as made by [`label_set`].
-    fn labels(&self) -> &str;
-    /// The id's state, from which the sample values are written.
-    fn entry(&self) -> &Entry;
+    pub labels: Arc<str>,
+    /// Status of the newest applied event.
+    pub status: Status,
+    /// Connected events counted.
+    pub connects: u64,
+    /// Disconnected events counted.
+    pub disconnects: u64,
+    /// ActionDate of the event that started the current status.
+    pub since: Nanos,
+}
+
+impl Sample {
+    /// The sample of an entry with its label set.
+    pub fn of(labels: &Arc<str>, entry: &Entry) -> Sample {
+        Sample {
+            labels: Arc::clone(labels),
+            status: entry.status,
+            connects: entry.connects,
+            disconnects: entry.disconnects,
+            since: entry.since,
+        }
+    }
 }
 
 /// Builds the label set of an id: `type="…",id="…"`, then `name` and `group` when present.
@@ -112,42 +134,76 @@ pub fn escape_into(value: &str, out: &mut String) {
     }
 }
 
-/// Writes the four per-id families for `ids`. Families without series are left out.
-///
-/// `ids` is iterated once per family; it must yield the same ids each time.
-pub fn write_ids<'a, T, I>(out: &mut Vec<u8>, ids: I)
-where
-    T: Tracked + 'a,
-    I: Iterator<Item = &'a T> + Clone,
-{
-    if ids.clone().next().is_none() {
-        return;
+/// Writes the four per-id families of a set of samples, piece by piece, so a scrape of
+/// 100,000 ids never needs its whole text in memory at once. Families without series are
+/// left out.
+pub struct Writer {
+    samples: Vec<Sample>,
+    /// Family being written, as an index into `FAMILIES`.
+    family: usize,
+    /// Next sample to write in that family.
+    next: usize,
+    number: Number,
+}
+
+impl Writer {
+    /// A writer for `samples`, which it writes in their order.
+    pub fn new(samples: Vec<Sample>) -> Writer {
+        let family = if samples.is_empty() {
+            FAMILIES.len()
+        } else {
+            0
+        };
+        Writer {
+            samples,
+            family,
+            next: 0,
+            number: Number::default(),
+        }
     }
-    let mut number = Number::default();
-    for family in &FAMILIES {
-        write_header(out, family.name, family.kind, family.help);
-        for tracked in ids.clone() {
-            let entry = tracked.entry();
+
+    /// True when everything has been written.
+    pub fn is_done(&self) -> bool {
+        self.family == FAMILIES.len()
+    }
+
+    /// Appends series to `out` until it holds at least `until` bytes or everything is
+    /// written. Lines are never split.
+    pub fn write(&mut self, out: &mut Vec<u8>, until: usize) {
+        while !self.is_done() && out.len() < until {
+            let family = &FAMILIES[self.family];
+            if self.next == 0 {
+                write_header(out, family.name, family.kind, family.help);
+            }
+            let sample = &self.samples[self.next];
             out.extend_from_slice(family.name.as_bytes());
             out.push(b'{');
-            out.extend_from_slice(tracked.labels().as_bytes());
+            out.extend_from_slice(sample.labels.as_bytes());
             out.extend_from_slice(b"} ");
             let text = match family.value {
-                Value::Connected => {
-                    if entry.status == Status::Connected {
-                        "1"
-                    } else {
-                        "0"
-                    }
-                }
-                Value::Connects => number.integer(entry.connects),
-                Value::Disconnects => number.integer(entry.disconnects),
-                Value::Since => number.seconds(entry.since),
+                Value::Connected => match sample.status {
+                    Status::Connected => "1",
+                    Status::Disconnected => "0",
+                },
+                Value::Connects => self.number.integer(sample.connects),
+                Value::Disconnects => self.number.integer(sample.disconnects),
+                Value::Since => self.number.seconds(sample.since),
             };
             out.extend_from_slice(text.as_bytes());
             out.push(b'\n');
+
+            self.next += 1;
+            if self.next == self.samples.len() {
+                self.family += 1;
+                self.next = 0;
+            }
         }
     }
+}
+
+/// Writes the four per-id families of `samples` at once; see [`Writer`].
+pub fn write_ids(out: &mut Vec<u8>, samples: Vec<Sample>) {
+    Writer::new(samples).write(out, usize::MAX);
 }
 
 /// Writes `localtonet_unreported` for the given label sets (none: nothing is written).
@@ -199,17 +255,6 @@ mod tests {
     use super::*;
     use crate::event::Kind;
 
-    struct Row(Box<str>, Entry);
-
-    impl Tracked for Row {
-        fn labels(&self) -> &str {
-            &self.0
-        }
-        fn entry(&self) -> &Entry {
-            &self.1
-        }
-    }
-
     #[test]
     fn label_values_are_escaped_as_the_text_format_requires() {
         let key = Key::new(Kind::Tunnel, "a\"b\\c\nd");
@@ -258,17 +303,43 @@ mod tests {
     fn writes_every_family_with_help_and_type() {
         let key = Key::new(Kind::Tunnel, "t1");
         let entry = Entry::first(Status::Disconnected, 1_714_394_117_154_580_000, None);
-        let rows = [Row(label_set(&key, None, Some("office"), None), entry)];
+        let labels: Arc<str> = label_set(&key, None, Some("office"), None).into();
         let mut out = Vec::new();
-        write_ids(&mut out, rows.iter());
+        write_ids(&mut out, vec![Sample::of(&labels, &entry)]);
         let text = String::from_utf8(out).expect("utf-8");
         crate::testing::assert_matches_fixture("exposition/one_tunnel.prom", &text);
     }
 
     #[test]
+    fn pieces_end_on_line_boundaries_and_add_up_to_the_whole() {
+        let samples: Vec<Sample> = (0..1000)
+            .map(|i| {
+                let key = Key::new(Kind::Tunnel, format!("t{i}"));
+                let labels: Arc<str> = label_set(&key, None, None, None).into();
+                Sample::of(&labels, &Entry::first(Status::Connected, i, None))
+            })
+            .collect();
+        let mut whole = Vec::new();
+        write_ids(&mut whole, samples.clone());
+
+        let mut writer = Writer::new(samples);
+        let mut joined = Vec::new();
+        let mut pieces = 0;
+        while !writer.is_done() {
+            let mut piece = Vec::new();
+            writer.write(&mut piece, 4096);
+            assert!(piece.ends_with(b"\n") && piece.len() < 4096 + 200);
+            joined.extend_from_slice(&piece);
+            pieces += 1;
+        }
+        assert!(pieces > 10);
+        assert_eq!(joined, whole);
+    }
+
+    #[test]
     fn nothing_is_written_without_ids() {
         let mut out = Vec::new();
-        write_ids::<Row, _>(&mut out, [].iter());
+        write_ids(&mut out, Vec::new());
         write_unreported(&mut out, std::iter::empty());
         assert!(out.is_empty());
     }

@@ -22,7 +22,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::event::{Event, Key, Kind, Nanos, Status};
-use crate::exposition::{self, label_set};
+use crate::exposition::{self, Sample, label_set};
 use crate::metrics::Metrics;
 use crate::names::Names;
 use crate::state::{Entry, Outcome};
@@ -62,16 +62,13 @@ pub enum IngestError {
 pub struct Tracked {
     /// The id's state as last committed.
     pub entry: Entry,
-    labels: Box<str>,
+    labels: Arc<str>,
 }
 
-impl exposition::Tracked for Tracked {
-    fn labels(&self) -> &str {
+impl Tracked {
+    /// The rendered label set.
+    pub fn labels(&self) -> &str {
         &self.labels
-    }
-
-    fn entry(&self) -> &Entry {
-        &self.entry
     }
 }
 
@@ -128,13 +125,24 @@ impl View {
 
     /// Appends the per-id series and `localtonet_unreported` in the text format.
     pub fn render(&self, out: &mut Vec<u8>) {
-        exposition::write_ids(out, self.ids.values());
-        let unreported: Vec<Box<str>> = self
-            .unreported()
+        exposition::write_ids(out, self.samples());
+        exposition::write_unreported(out, self.unreported_labels().iter().map(|l| &**l));
+    }
+
+    /// The values of every tracked id's series, in key order.
+    pub fn samples(&self) -> Vec<Sample> {
+        self.ids
+            .values()
+            .map(|t| Sample::of(&t.labels, &t.entry))
+            .collect()
+    }
+
+    /// Label sets of the ids in the names file that never sent an event, in key order.
+    pub fn unreported_labels(&self) -> Vec<Box<str>> {
+        self.unreported()
             .into_iter()
             .map(|(key, name)| label_set(key, None, Some(name), None))
-            .collect();
-        exposition::write_unreported(out, unreported.iter().map(|l| &**l));
+            .collect()
     }
 
     fn insert(&mut self, key: Key, entry: Entry) {
@@ -146,7 +154,7 @@ impl View {
                 tracked.entry = entry;
             }
             _ => {
-                let labels = self.labels_for(&key, &entry);
+                let labels = self.labels_for(&key, &entry).into();
                 let kind = key.kind;
                 if self.ids.insert(key, Tracked { entry, labels }).is_none() {
                     self.counts[kind_index(kind)] += 1;
@@ -172,7 +180,7 @@ impl View {
         for (key, tracked) in ids.iter_mut() {
             let entry = &tracked.entry;
             let shown = entry.shown_id.as_deref();
-            tracked.labels = label_set(key, shown, names.get(key), entry.group.as_deref());
+            tracked.labels = label_set(key, shown, names.get(key), entry.group.as_deref()).into();
         }
     }
 }

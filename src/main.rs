@@ -2,11 +2,6 @@
 
 use std::process::ExitCode;
 
-/// mimalloc returns large freed blocks (a scrape's buffer) to the system at once and allocates
-/// the small, short-lived ones of each request faster than the system allocator.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::Parser;
 use clap::error::ErrorKind;
 use localtonet_exporter::cli::{Cli, Command, ServeArgs};

@@ -535,6 +535,25 @@ fn sighup_and_lifecycle_reload_reread_names_secret_and_web_config() {
 }
 
 #[test]
+fn web_config_headers_are_added_to_every_answer() {
+    let dir = Arc::new(tempfile::tempdir().expect("dir"));
+    let web = write_file(
+        dir.path(),
+        "web.yml",
+        "http_server_config:\n  headers:\n    X-Frame-Options: deny\n",
+    );
+    let exporter = Exporter::start_in(dir, &[&format!("--web.config.file={}", web.display())]);
+    for answer in [
+        exporter.get("/metrics"),
+        exporter.get("/-/healthy"),
+        exporter.post("/webhook", &tunnel_event("h")),
+        exporter.get("/nowhere"),
+    ] {
+        assert_eq!(answer.header("x-frame-options"), Some("deny"), "{answer:?}");
+    }
+}
+
+#[test]
 fn lifecycle_reload_is_off_unless_enabled() {
     let exporter = Exporter::start(&[]);
     assert_eq!(exporter.post("/-/reload", "").status, 404);

@@ -515,32 +515,11 @@ step_scrape() {
 # scraped the other is stopped (SIGSTOP), so that its background work (Pushgateway's garbage
 # collector after a load, say) does not take CPU from the one measured.
 scrape_pair() {
-    local key=$1 count=$2 size=${1%%.*} scraped
+    local key=$1 count=$2 size=${1%%.*}
     shift 2
-    kill -STOP "$PUSHGATEWAY_PID"
-    scrape_n "http://127.0.0.1:$EXPORTER_PORT/metrics" "$count" \
-        "$BENCH_DIR/exporter.prom" "$@"
-    scraped=$?
-    kill -CONT "$PUSHGATEWAY_PID"
-    if [ "$scraped" != 0 ]; then
-        fail "scrape exporter $key" "$SCRAPE_ERROR"
-        return 1
-    fi
-    R[scrape.exporter.$key.p50]=${S[p50]}
-    R[scrape.exporter.$key.max]=${S[max]}
-    R[scrape.exporter.$key.bytes]=${S[bytes]}
-    kill -STOP "$EXPORTER_PID"
-    scrape_n "http://127.0.0.1:$PUSHGATEWAY_PORT/metrics" "$count" \
-        "$BENCH_DIR/pushgateway.prom" "$@"
-    scraped=$?
-    kill -CONT "$EXPORTER_PID"
-    if [ "$scraped" != 0 ]; then
-        fail "scrape Pushgateway $key" "$SCRAPE_ERROR"
-        return 1
-    fi
-    R[scrape.pushgateway.$key.p50]=${S[p50]}
-    R[scrape.pushgateway.$key.max]=${S[max]}
-    R[scrape.pushgateway.$key.bytes]=${S[bytes]}
+    scrape_paused exporter "$EXPORTER_PORT" "$PUSHGATEWAY_PID" "$key" "$count" "$@" || return 1
+    scrape_paused pushgateway "$PUSHGATEWAY_PORT" "$EXPORTER_PID" "$key" "$count" "$@" \
+        || return 1
 
     [ "$key" = "$size" ] || return 0
     local family e p
@@ -553,6 +532,24 @@ scrape_pair() {
             return 1
         fi
     done
+}
+
+# Scrapes one server (name, port) COUNT times with the other (PID) stopped; records the figures
+# under KEY. Extra arguments go to curl.
+scrape_paused() {
+    local name=$1 port=$2 paused=$3 key=$4 count=$5 scraped
+    shift 5
+    kill -STOP "$paused"
+    scrape_n "http://127.0.0.1:$port/metrics" "$count" "$BENCH_DIR/$name.prom" "$@"
+    scraped=$?
+    kill -CONT "$paused"
+    if [ "$scraped" != 0 ]; then
+        fail "scrape $name $key" "$SCRAPE_ERROR"
+        return 1
+    fi
+    R[scrape.$name.$key.p50]=${S[p50]}
+    R[scrape.$name.$key.max]=${S[max]}
+    R[scrape.$name.$key.bytes]=${S[bytes]}
 }
 
 # Restarts the exporter on the store the scrape step filled; times start to ready.

@@ -4,11 +4,9 @@
 //! `cargo bench --bench payload`
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use localtonet_exporter::action_date::Zone;
 use localtonet_exporter::payload::{self, Options};
 
 /// Localtonet's documented sample: a token event, so the id is fingerprinted.
@@ -18,11 +16,7 @@ const TOKEN_EVENT: &str = concat!(
 );
 
 fn options() -> Options {
-    Options {
-        zone: Zone::utc(),
-        max_future_skew: Duration::from_secs(300),
-        expose_token_ids: false,
-    }
+    Options::default()
 }
 
 fn now() -> DateTime<Utc> {

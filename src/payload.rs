@@ -43,6 +43,17 @@ pub struct Options {
     pub expose_token_ids: bool,
 }
 
+impl Default for Options {
+    /// The flags' defaults: UTC, five minutes of skew, tokens shown by fingerprint.
+    fn default() -> Options {
+        Options {
+            zone: Zone::utc(),
+            max_future_skew: Duration::from_secs(300),
+            expose_token_ids: false,
+        }
+    }
+}
+
 /// A field of a Localtonet event, named as Localtonet documents it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Field {
@@ -489,11 +500,7 @@ mod tests {
     use super::*;
 
     fn options() -> Options {
-        Options {
-            zone: Zone::utc(),
-            max_future_skew: Duration::from_secs(300),
-            expose_token_ids: false,
-        }
+        Options::default()
     }
 
     fn now() -> DateTime<Utc> {

@@ -34,8 +34,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 fn options() -> Options {
     Options {
         zone: "Europe/Istanbul".parse::<Zone>().expect("zone"),
-        max_future_skew: Duration::from_secs(300),
-        expose_token_ids: false,
+        ..Options::default()
     }
 }
 

@@ -180,8 +180,8 @@ fn case_06_chunked_body_over_the_limit_is_refused_too() {
     );
     // ureq sends a known length; a raw chunked request checks the streaming limit.
     let request = format!(
-        "POST /webhook HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
-         {:x}\r\n{body}\r\n0\r\n\r\n",
+        "POST /webhook HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+         Connection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
         body.len()
     );
     let answer = raw_request(&exporter.address, request.as_bytes());

@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The sample payload from Localtonet's documentation.
-pub const SAMPLE: &str = r#"{"Id": "9xknivVmUWwu1dqBOHRybM78", "ActionDate": "2024-04-29T12:35:17.154580", "Type": "Token", "Status": "Disconnected"}"#;
+pub const SAMPLE: &str = concat!(
+    r#"{"Id": "9xknivVmUWwu1dqBOHRybM78", "ActionDate": "2024-04-29T12:35:17.154580", "#,
+    r#""Type": "Token", "Status": "Disconnected"}"#
+);
 /// The authtoken in [`SAMPLE`].
 pub const SAMPLE_TOKEN: &str = "9xknivVmUWwu1dqBOHRybM78";
 /// Its fingerprint (`printf %s 9xknivVmUWwu1dqBOHRybM78 | sha256sum | cut -c1-16`).

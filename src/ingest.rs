@@ -364,6 +364,9 @@ struct Writer {
 }
 
 impl Writer {
+    // TODO(#6): durable ingest reaches about 24,000 events/s on the 2-core benchmark machine
+    // against a 40,000 target; each batch costs an fsync plus two thread hand-offs (here and
+    // back to the handlers), and hyper/axum's per-request cost is the rest (BENCHMARKS.md).
     fn run(&mut self) {
         while let Some(first) = self.queue.blocking_recv() {
             let mut batch = vec![first];

@@ -65,13 +65,6 @@ pub struct Tracked {
     labels: Arc<str>,
 }
 
-impl Tracked {
-    /// The rendered label set.
-    pub fn labels(&self) -> &str {
-        &self.labels
-    }
-}
-
 /// The published state: durable, and what scrapes and the admin API read.
 #[derive(Debug, Default)]
 pub struct View {
